@@ -1,0 +1,1 @@
+//! Sans-IO data channel (placeholder until the state machine lands).
