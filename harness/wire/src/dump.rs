@@ -26,9 +26,18 @@ pub fn format_epoch_ms(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
+/// Appends one line without trailing white space (the value column is often empty).
+fn line(out: &mut String, args: std::fmt::Arguments<'_>) {
+    let start = out.len();
+    let _ = out.write_fmt(args);
+    let end = out[start..].trim_end().len() + start;
+    out.truncate(end);
+    out.push('\n');
+}
+
 fn hex_rows(out: &mut String, offset: usize, label: &str, bytes: &[u8], note: &str, ascii: bool) {
     if bytes.is_empty() {
-        let _ = writeln!(out, "0x{offset:04x}  {label:<14}  {:<HEX_COLUMN$} {note}", "(none)");
+        line(out, format_args!("0x{offset:04x}  {label:<14}  {:<HEX_COLUMN$} {note}", "(empty)"));
         return;
     }
     for (i, chunk) in bytes.chunks(16).enumerate() {
@@ -50,7 +59,7 @@ fn hex_rows(out: &mut String, offset: usize, label: &str, bytes: &[u8], note: &s
         } else {
             String::new()
         };
-        let _ = writeln!(out, "{off}  {lab:<14}  {hex:<HEX_COLUMN$} {text}").map(|_| ());
+        line(out, format_args!("{off}  {lab:<14}  {hex:<HEX_COLUMN$} {text}"));
     }
 }
 
@@ -154,7 +163,11 @@ pub fn annotate(bytes: &[u8]) -> String {
     } else {
         let _ = writeln!(out, "violations:");
         for v in violations {
-            let _ = writeln!(out, "  {} [{:?}] {v}", v.req(), v.disposition());
+            let disposition = match v.disposition() {
+                crate::Disposition::Drop => "drop",
+                crate::Disposition::Note => "note",
+            };
+            let _ = writeln!(out, "  {} [{disposition}] {v}", v.req());
         }
     }
     out
@@ -171,5 +184,24 @@ mod tests {
         assert_eq!(format_epoch_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         // Does not overflow on the largest value.
         assert!(format_epoch_ms(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn lines_have_no_trailing_white_space() {
+        let frame = crate::Frame {
+            message_type: crate::MessageType::OutputStreamData,
+            schema_version: 1,
+            created_date_ms: 1,
+            sequence_number: 0,
+            flags: crate::HeaderFlags::SYN,
+            message_id: uuid::Uuid::nil(),
+            payload_type: crate::PayloadType::OUTPUT,
+            payload: Vec::new(),
+        };
+        let text = annotate(&frame.encode_with(&crate::Overrides::default()));
+        assert!(text.contains("Payload         (empty)\n"), "{text}");
+        assert!(text.contains("FRAME-012 [note]"), "{text}");
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
+        assert!(annotate(&[0x20; 3]).lines().all(|l| l == l.trim_end()));
     }
 }
