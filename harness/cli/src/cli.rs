@@ -1,0 +1,71 @@
+//! The command line: one subcommand per module.
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::{self, Status};
+use crate::frame_cmd;
+use crate::output::Output;
+
+/// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
+#[derive(Debug, Parser)]
+#[command(name = "ssm-harness", version, after_help = exit::help(exit::VIOLATION_ANY))]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode, check and build single data-channel frames
+    Frame(frame_cmd::FrameArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command. An error is a usage or I/O error.
+    pub fn run(&self, out: &mut Output) -> anyhow::Result<Status> {
+        match &self.command {
+            Command::Frame(args) => frame_cmd::run(args, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The help text exactly as `ssm-harness <args> --help` prints it. The width is fixed so
+    /// that the snapshots do not depend on the terminal if help wrapping is ever enabled.
+    fn help(args: &[&str]) -> String {
+        let argv = std::iter::once("ssm-harness").chain(args.iter().copied()).chain(["--help"]);
+        let err = Cli::command().term_width(100).try_get_matches_from(argv).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        err.render().to_string()
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_root() {
+        insta::assert_snapshot!(help(&[]));
+    }
+
+    #[test]
+    fn help_frame() {
+        insta::assert_snapshot!(help(&["frame"]));
+    }
+
+    #[test]
+    fn help_frame_decode() {
+        insta::assert_snapshot!(help(&["frame", "decode"]));
+    }
+
+    #[test]
+    fn help_frame_encode() {
+        insta::assert_snapshot!(help(&["frame", "encode"]));
+    }
+}
