@@ -138,7 +138,9 @@ pub enum MessageType {
     PausePublication,
     /// `agent_session_state`, agent to service.
     AgentSessionState,
-    /// Any other name, kept as it was read (after the reference trimming).
+    /// Any other name, kept as it was read (after the reference trimming). Decoding never yields
+    /// `Other` with a known name; one built by hand is encoded, checked and decoded as the known
+    /// type.
     Other(TypeName),
 }
 
@@ -406,7 +408,9 @@ impl<'a> arbitrary::Arbitrary<'a> for MessageType {
                 let name = *u.choose(&CONTROL_CHANNEL_TYPES)?;
                 Self::from_name(name.as_bytes()).map_err(|_| arbitrary::Error::IncorrectFormat)?
             }
-            _ => MessageType::Other(TypeName::arbitrary(u)?),
+            // Through `from_name`, as decoding does: a known name is its known variant.
+            _ => Self::from_name(TypeName::arbitrary(u)?.as_bytes())
+                .map_err(|_| arbitrary::Error::IncorrectFormat)?,
         })
     }
 }

@@ -89,6 +89,13 @@ struct Fields<'a> {
 
 fn common(out: &mut Vec<Violation>, f: Fields<'_>) {
     let Fields { t, schema_version, created_date_ms, seq, flags, payload_type, payload } = f;
+    // `Other` holding a known name is that known type on the wire (decoding classifies it so),
+    // so it must meet that type's requirements.
+    let known = match t {
+        MessageType::Other(n) => MessageType::from_name(n.as_bytes()).unwrap_or(*t),
+        known => *known,
+    };
+    let t = &known;
     if t.as_bytes().is_empty() {
         out.push(Violation::EmptyMessageType);
     } else if let MessageType::Other(n) = t {
