@@ -99,6 +99,10 @@ fn trim_go_space_end(mut s: &[u8]) -> &[u8] {
 
 /// The first UTF-8 scalar of `s` and its encoded length, if `s` starts with a valid one.
 fn first_char(s: &[u8]) -> Option<(char, usize)> {
+    // Fast path for the common case (space padding): an ASCII byte is a whole scalar.
+    if let Some(&b) = s.first().filter(|b| b.is_ascii()) {
+        return Some((char::from(b), 1));
+    }
     let end = s.len().min(4);
     let prefix = &s[..end];
     let valid = match std::str::from_utf8(prefix) {
@@ -112,6 +116,10 @@ fn first_char(s: &[u8]) -> Option<(char, usize)> {
 
 /// The last UTF-8 scalar of `s` and its encoded length, if `s` ends with a valid one.
 fn last_char(s: &[u8]) -> Option<(char, usize)> {
+    // An ASCII byte is never part of a longer UTF-8 sequence.
+    if let Some(&b) = s.last().filter(|b| b.is_ascii()) {
+        return Some((char::from(b), 1));
+    }
     for n in 1..=s.len().min(4) {
         if let Ok(t) = std::str::from_utf8(&s[s.len() - n..]) {
             let c = t.chars().next_back()?;
@@ -443,6 +451,9 @@ mod tests {
         // Invalid UTF-8 stops the trim.
         assert_eq!(go_trim_message_type(b"\xffabc "), b"\xffabc");
         assert_eq!(go_trim_message_type(b"   "), b"");
+        // ASCII and multi-byte white space mixed at both ends.
+        assert_eq!(go_trim_message_type("\u{2028} \tab c\u{3000} \u{85}\0".as_bytes()), b"ab c");
+        assert_eq!(go_trim_message_type(b"ab\xc2"), b"ab\xc2");
     }
 
     #[test]
