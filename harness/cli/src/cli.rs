@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::exit::{self, Status};
-use crate::frame_cmd;
 use crate::output::Output;
+use crate::{frame_cmd, run_cmd};
 
 /// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
 #[derive(Debug, Parser)]
@@ -16,6 +16,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the conformance suite (scenarios on the simulator)
+    Run(run_cmd::RunArgs),
     /// Decode, check and build single data-channel frames
     Frame(frame_cmd::FrameArgs),
 }
@@ -24,6 +26,7 @@ impl Cli {
     /// Runs the chosen command. An error is a usage or I/O error.
     pub fn run(&self, out: &mut Output) -> anyhow::Result<Status> {
         match &self.command {
+            Command::Run(args) => run_cmd::run(args, out),
             Command::Frame(args) => frame_cmd::run(args, out),
         }
     }
@@ -52,6 +55,11 @@ mod tests {
     #[test]
     fn help_root() {
         insta::assert_snapshot!(help(&[]));
+    }
+
+    #[test]
+    fn help_run() {
+        insta::assert_snapshot!(help(&["run"]));
     }
 
     #[test]

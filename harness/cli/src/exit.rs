@@ -8,6 +8,10 @@ pub const VIOLATION: u8 = 1;
 /// description that is not a JSON object of the known fields, or an I/O error.
 pub const USAGE: u8 = 2;
 
+/// `run`: the harness itself failed (a scenario ended in ERROR), so the run says nothing
+/// reliable about the system under test.
+pub const HARNESS: u8 = 3;
+
 /// The verdict of a command that ran to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -15,6 +19,8 @@ pub enum Status {
     Success,
     /// Exit with [`VIOLATION`].
     Violation,
+    /// Exit with [`HARNESS`].
+    Harness,
 }
 
 impl Status {
@@ -23,6 +29,7 @@ impl Status {
         match self {
             Status::Success => SUCCESS,
             Status::Violation => VIOLATION,
+            Status::Harness => HARNESS,
         }
     }
 }

@@ -6,6 +6,7 @@ mod exit;
 mod frame_cmd;
 mod input;
 mod output;
+mod run_cmd;
 
 use std::process::ExitCode;
 

@@ -155,13 +155,24 @@ pub fn judge(sc: &Scenario, trace: &Trace, status: &RunStatus, strict: bool) -> 
     };
     let first_req =
         requirements.iter().filter(|r| r.outcome == "fail").min_by_key(|r| r.at.unwrap_or(u64::MAX));
-    let headline = if let Some(d) = integrity.first() {
-        Some(format!(
-            "{}: {} stream, message {} at byte {}: {} (expected {}, got {})",
-            d.req, d.direction, d.message, d.offset, d.what, d.expected, d.got
-        ))
-    } else if let Some(r) = first_req {
-        Some(format!("{} {}: {}", r.req, r.level, r.detail))
+    // The headline is the earliest failure: usually the cause, where later ones are symptoms.
+    let mut candidates: Vec<(u64, u8, String)> = Vec::new();
+    if let Some(r) = first_req {
+        candidates.push((r.at.unwrap_or(u64::MAX), 0, format!("{} {}: {}", r.req, r.level, r.detail)));
+    }
+    for d in &integrity {
+        candidates.push((
+            d.at.unwrap_or(u64::MAX),
+            1,
+            format!(
+                "{}: {} stream, message {} at byte {}: {} (expected {}, got {})",
+                d.req, d.direction, d.message, d.offset, d.what, d.expected, d.got
+            ),
+        ));
+    }
+    candidates.sort();
+    let headline = if let Some((_, _, h)) = candidates.into_iter().next() {
+        Some(h)
     } else if let Some(p) = problems.first() {
         Some(p.clone())
     } else if !not_exercised.is_empty() {
