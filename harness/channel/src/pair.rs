@@ -166,7 +166,16 @@ impl Pair {
                     let token = OpenDataChannel::parse(&bytes)
                         .map(|o| o.token_value().to_owned())
                         .unwrap_or_default();
+                    // The service authenticates the websocket by the token in OpenDataChannel
+                    // and closes it when the token is not the current one.
+                    let refused = self.side(role).token != token;
                     self.opens.push((role, token));
+                    if refused {
+                        let s = self.side(role);
+                        s.up = false;
+                        s.in_flight.clear();
+                        self.machine(role).handle_transport_lost(now);
+                    }
                 }
                 Transmit::Ping(_) => {
                     let m = self.machine(role);
