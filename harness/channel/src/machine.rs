@@ -32,6 +32,8 @@ struct Outgoing {
     bytes: Vec<u8>,
     /// When it was last written, or buffered if it was never written.
     last_sent: Time,
+    /// When it was first buffered.
+    first_sent: Time,
     /// Whether it ever reached a transport.
     sent: bool,
     attempts: u32,
@@ -573,7 +575,9 @@ impl Channel {
             if now.since(e.last_sent) <= rto {
                 continue;
             }
-            if self.b.max_resend_attempts.is_some_and(|max| e.attempts >= max) {
+            let too_many = self.b.max_resend_attempts.is_some_and(|max| e.attempts >= max);
+            let too_old = self.b.resend_give_up_after.is_some_and(|d| now.since(e.first_sent) >= d);
+            if too_many || too_old {
                 let seq = e.seq;
                 self.resend_limit(seq);
                 return;
@@ -690,6 +694,7 @@ impl Channel {
                 message_id,
                 bytes: encoded,
                 last_sent: now,
+                first_sent: now,
                 sent: write_now,
                 attempts: 0,
             });

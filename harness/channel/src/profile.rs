@@ -119,6 +119,9 @@ pub struct Behaviour {
     pub restart_rto_after_resend: bool,
     /// RTX-006 / RTX-007: resends of one message before giving up; `None` = never.
     pub max_resend_attempts: Option<u32>,
+    /// RTX-006 / RTX-007 as a time bound: give up on a message this long after it was first
+    /// sent (the plugin's 3000 attempts at one per tick come to the same 5 minutes).
+    pub resend_give_up_after: Option<Duration>,
     /// What giving up does beyond calling TerminateSession: end the session (conformant) or just
     /// stop retransmitting and hang (plugin).
     pub end_session_on_resend_limit: bool,
@@ -182,7 +185,8 @@ impl Behaviour {
             discard_data_before_handshake: role == Role::Agent,
             retransmit_scope: RetransmitScope::AllExpired,
             restart_rto_after_resend: true,
-            max_resend_attempts: Some(3000),
+            max_resend_attempts: None,
+            resend_give_up_after: Some(Duration::from_secs(300)),
             end_session_on_resend_limit: true,
             outgoing_capacity: 10_000,
             outgoing_full: OutgoingFull::Backpressure,
@@ -222,6 +226,7 @@ impl Behaviour {
             retransmit_scope: RetransmitScope::HeadOnly,
             restart_rto_after_resend: false,
             max_resend_attempts: Some(3000),
+            resend_give_up_after: None,
             end_session_on_resend_limit: false,
             outgoing_capacity: 10_000,
             outgoing_full: OutgoingFull::DiscardOldest,
@@ -258,6 +263,7 @@ impl Behaviour {
             retransmit_scope: RetransmitScope::HeadOnly,
             restart_rto_after_resend: true,
             max_resend_attempts: None,
+            resend_give_up_after: None,
             end_session_on_resend_limit: false,
             outgoing_capacity: 100_000,
             outgoing_full: OutgoingFull::RefuseNew,
@@ -404,7 +410,6 @@ impl Mutant {
                 b.resume.max_calls = None;
                 b.resume.give_up_after = None;
             }
-            Mutant::NeverRetransmit => b.max_resend_attempts = Some(0),
             _ => {}
         }
     }
