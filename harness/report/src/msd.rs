@@ -131,7 +131,10 @@ impl Canvas {
             What::Wrote { by, summary, .. } => {
                 self.arrow(t, k, (x_of(*by), SERVICE_X), summary, WROTE, false)
             }
-            What::Delivered { to, summary, fault, .. } => match fault {
+            What::Delivered { to, summary, fault, .. } => match fault.as_deref() {
+                Some(f) if crate::text::is_service(f) => {
+                    self.arrow(t, k, (SERVICE_X, x_of(*to)), summary, SERVICE, false)
+                }
                 Some(f) => self.arrow(t, k, (SERVICE_X, x_of(*to)), &format!("{summary} [{f}]"), RED, false),
                 None => self.arrow(t, k, (SERVICE_X, x_of(*to)), summary, DELIVERED, false),
             },

@@ -73,7 +73,7 @@ pub fn kind(w: &What) -> &'static str {
     match w {
         What::Step { .. } => "step",
         What::Wrote { .. } => "wrote",
-        What::Delivered { fault: Some(_), .. } => "faulted",
+        What::Delivered { fault: Some(f), .. } if !is_service(f) => "faulted",
         What::Delivered { .. } => "delivered",
         What::ServiceWrote { .. } => "service",
         What::ServiceSaw { .. } => "violation",
@@ -87,6 +87,12 @@ pub fn kind(w: &What) -> &'static str {
         What::Offered { .. } => "offered",
         What::Finished { .. } => "finished",
     }
+}
+
+/// The simulator marks frames the service itself sent with the fault name `service`: they are
+/// deliveries, not faults.
+pub fn is_service(fault: &str) -> bool {
+    fault == "service"
 }
 
 /// A short, human description of a JSON value: strings bare, everything else compact JSON.
@@ -113,9 +119,9 @@ fn hex_preview(h: &str) -> String {
 fn event_text(v: &serde_json::Value) -> String {
     let Some(obj) = v.as_object() else { return json_short(v) };
     let name = obj.get("event").map(json_short).unwrap_or_else(|| "event".into());
-    let mut out = name;
+    let mut out = name.clone();
     for (k, val) in obj {
-        if k == "event" {
+        if k == "event" || val.is_null() {
             continue;
         }
         let shown = if k == "bytes" {
@@ -123,7 +129,12 @@ fn event_text(v: &serde_json::Value) -> String {
         } else {
             json_short(val)
         };
-        let _ = write!(out, " {k}={}", clip(&shown, 80));
+        if *k == name {
+            // `{"event": "note", "note": "..."}` reads as `note ...`.
+            let _ = write!(out, " {}", clip(&shown, 120));
+        } else {
+            let _ = write!(out, " {k}={}", clip(&shown, 80));
+        }
     }
     out
 }
@@ -134,14 +145,15 @@ pub fn describe(w: &What) -> String {
         What::Step { index, step } => {
             let mut s = format!("step {index}");
             if let Some(obj) = step.as_object() {
-                for (k, v) in obj {
+                for (k, v) in obj.iter().filter(|(_, v)| !v.is_null()) {
                     let _ = write!(s, " {k}={}", clip(&json_short(v), 60));
                 }
             }
             s
         }
         What::Wrote { by, summary, .. } => format!("{by} wrote {summary}"),
-        What::Delivered { to, summary, fault, .. } => match fault {
+        What::Delivered { to, summary, fault, .. } => match fault.as_deref() {
+            Some(f) if is_service(f) => format!("delivered to {to}: {summary} (from the service)"),
             Some(f) => format!("delivered to {to}: {summary} [fault {f}]"),
             None => format!("delivered to {to}: {summary}"),
         },
@@ -217,6 +229,29 @@ mod tests {
         let b = file_stem("..-etc-passwd");
         assert!(!a.contains('/') && !a.starts_with('.'), "{a}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn frames_the_service_sent_are_deliveries_not_faults() {
+        let d = |fault: Option<&str>| What::Delivered {
+            to: ssm_channel::Role::Client,
+            bytes: Vec::new(),
+            summary: "pause_publication".into(),
+            fault: fault.map(str::to_owned),
+        };
+        assert_eq!(kind(&d(None)), "delivered");
+        assert_eq!(kind(&d(Some("service"))), "delivered");
+        assert_eq!(kind(&d(Some("drop-3"))), "faulted");
+        assert!(describe(&d(Some("service"))).ends_with("(from the service)"));
+    }
+
+    #[test]
+    fn events_read_as_their_name_and_fields() {
+        let e = What::Event {
+            role: ssm_channel::Role::Agent,
+            event: serde_json::json!({"event": "note", "note": "paused", "extra": null}),
+        };
+        assert_eq!(describe(&e), "agent note paused");
     }
 
     #[test]
