@@ -57,8 +57,8 @@ pub enum What {
     OpenChecked { side: Role, token: String, accepted: bool, why: String },
     /// A websocket closed or broke.
     Closed { side: Role, code: Option<u16>, why: String },
-    /// A control-plane call and its answer.
-    Api { by: Role, call: String, answer: String },
+    /// A control-plane call (made at `called_at`, ns) and its answer (at this record's time).
+    Api { by: Role, call: String, answer: String, called_at: u64 },
     /// A machine event (data delivered to the application, a violation it observed, a note,
     /// the end of its session).
     Event { role: Role, event: serde_json::Value },

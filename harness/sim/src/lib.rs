@@ -59,7 +59,7 @@ struct InFlight {
 #[derive(Debug, Clone)]
 enum Pending {
     Upgrade { role: Role, url: String },
-    Api { role: Role, call: ApiCall, extra: ApiEffect },
+    Api { role: Role, call: ApiCall, extra: ApiEffect, called_at: Time },
     AgentChunk { index: usize },
 }
 
@@ -78,6 +78,8 @@ struct SideState {
     paused_sent: bool,
     ready: bool,
     opens_accepted: u64,
+    /// `opens_accepted` when this side's websocket last broke.
+    opens_at_last_break: u64,
 }
 
 /// Where the script is.
@@ -334,7 +336,9 @@ impl World<'_> {
         for (_, p) in due {
             match p {
                 Pending::Upgrade { role, url } => self.complete_upgrade(role, url),
-                Pending::Api { role, call, extra } => self.answer_api(role, call, extra),
+                Pending::Api { role, call, extra, called_at } => {
+                    self.answer_api(role, call, extra, called_at)
+                }
                 Pending::AgentChunk { index } => self.agent_chunk(index),
             }
             self.flush();
@@ -563,8 +567,13 @@ impl World<'_> {
         let at = self.now + Duration::from_millis(link.latency_ms + jitter + extra_ms);
         let s = &mut self.sides[idx(to)];
         // Websockets run over TCP: frames on one connection stay in order, unless a fault delays one.
-        let at = if extra_ms == 0 { at.max(s.last_deliver) } else { at };
-        s.last_deliver = s.last_deliver.max(at);
+        let at = if extra_ms == 0 {
+            let at = at.max(s.last_deliver);
+            s.last_deliver = at;
+            at
+        } else {
+            at
+        };
         let epoch = s.epoch;
         let pos = s.queue.iter().position(|f| f.deliver_at > at).unwrap_or(s.queue.len());
         s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault });
@@ -591,9 +600,15 @@ impl World<'_> {
                     _ => 0,
                 };
                 let at = self.now + Duration::from_millis(self.sc.link.latency_ms * 2 + delay);
-                self.pending.push((at, Pending::Api { role: r, call, extra }));
+                let called_at = self.now;
+                self.pending.push((at, Pending::Api { role: r, call, extra, called_at }));
             }
             Event::SessionReady { .. } => self.app_ready(r),
+            // An agent whose session ends reports it; the service then ends the session for
+            // both sides (channel_closed to the client).
+            Event::Ended(_) if r == Role::Agent => self.terminate_session("The agent ended the session"),
+            // A client whose session ended exits: its websocket closes.
+            Event::Ended(_) => self.close_side(Role::Client, Some(1000), "the client ended its session"),
             Event::Data { payload_type, bytes, .. } => {
                 self.delivered[idx(r)] += 1;
                 if r == Role::Agent && payload_type == PayloadType::OUTPUT.0 {
@@ -690,6 +705,7 @@ impl World<'_> {
         s.up = false;
         s.opened = false;
         s.epoch += 1;
+        s.opens_at_last_break = s.opens_accepted;
         let lost: Vec<InFlight> = s.queue.drain(..).collect();
         self.record(What::Closed { side: r, code, why: why.to_owned() });
         for f in lost {
@@ -778,7 +794,7 @@ impl World<'_> {
         t
     }
 
-    fn answer_api(&mut self, r: Role, call: ApiCall, extra: ApiEffect) {
+    fn answer_api(&mut self, r: Role, call: ApiCall, extra: ApiEffect, called_at: Time) {
         let now = self.now;
         let result = match (&call, &extra) {
             (_, ApiEffect::Error(kind)) => ApiResult::Error(kind.to_channel()),
@@ -821,7 +837,12 @@ impl World<'_> {
             self.resume_in_flight = false;
         }
         let call_s = serde_json::to_string(&call).unwrap_or_default();
-        self.record(What::Api { by: r, call: call_s, answer: format!("{result:?}") });
+        self.record(What::Api {
+            by: r,
+            call: call_s,
+            answer: format!("{result:?}"),
+            called_at: called_at.as_nanos(),
+        });
         self.machines[idx(r)].handle_api_result(now, result);
         self.flush();
     }
@@ -871,7 +892,10 @@ impl World<'_> {
     fn event_holds(&self, event: &WaitEvent, baseline: u64) -> bool {
         match event {
             WaitEvent::Ready => self.machines.iter().all(Channel::is_ready),
-            WaitEvent::Reconnected => self.sides[0].opens_accepted > baseline,
+            WaitEvent::Reconnected => {
+                let s = &self.sides[0];
+                s.opened && s.opens_accepted > baseline.min(s.opens_at_last_break)
+            }
             WaitEvent::Delivered => {
                 self.delivered[1] >= self.offered[0] && self.delivered[0] >= self.offered[1]
             }

@@ -11,6 +11,8 @@ use crate::trace::{MsgKind, Trace, What};
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub t: u64,
+    /// Index of the trace record: orders things that happened at the same virtual time.
+    pub i: usize,
     pub bytes: Vec<u8>,
     /// Decoded fields, if it decodes.
     pub f: Option<Decoded>,
@@ -66,6 +68,9 @@ impl Decoded {
 #[derive(Debug, Clone)]
 pub struct Ev {
     pub t: u64,
+    pub i: usize,
+    /// The record index of the delivery whose processing emitted this event, if any.
+    pub cause: Option<usize>,
     pub kind: String,
     pub v: serde_json::Value,
     /// For violations: whether the frame that caused it was shaped by a fault.
@@ -75,7 +80,10 @@ pub struct Ev {
 /// A control-plane call.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// When the answer arrived.
     pub t: u64,
+    /// When the call was made.
+    pub called_at: u64,
     pub call: String,
     pub answer: String,
 }
@@ -110,6 +118,7 @@ pub struct Side {
 pub struct Observed {
     pub client: Side,
     pub agent: Side,
+    /// (t, record index, step)
     pub steps: Vec<(u64, usize, crate::model::Step)>,
     pub end_t: u64,
 }
@@ -131,9 +140,10 @@ impl Observed {
 
     pub fn from_trace(trace: &Trace) -> Self {
         let mut o = Observed::default();
-        // The delivery whose processing is producing events right now: (role, shaped by a fault).
-        let mut delivering: Option<(Role, bool)> = None;
-        for r in &trace.records {
+        // The delivery whose processing is producing events right now: (role, shaped by a fault,
+        // record index).
+        let mut delivering: Option<(Role, bool, usize)> = None;
+        for (i, r) in trace.records.iter().enumerate() {
             let t = r.t;
             o.end_t = o.end_t.max(t);
             if !matches!(r.what, What::Event { .. }) {
@@ -141,13 +151,15 @@ impl Observed {
             }
             match &r.what {
                 What::Step { index, step } => {
+                    let _ = index;
                     if let Ok(s) = serde_json::from_value(step.clone()) {
-                        o.steps.push((t, *index, s));
+                        o.steps.push((t, i, s));
                     }
                 }
                 What::Wrote { by, msg, bytes, .. } => match msg {
                     MsgKind::Binary => o.side_mut(*by).wrote.push(Frame {
                         t,
+                        i,
                         bytes: bytes.clone(),
                         f: Decoded::of(bytes),
                         fault: None,
@@ -158,11 +170,12 @@ impl Observed {
                     let faulted = fault.as_deref().is_some_and(|f| f != "service");
                     o.side_mut(*to).delivered.push(Frame {
                         t,
+                        i,
                         bytes: bytes.clone(),
                         f: Decoded::of(bytes),
                         fault: fault.clone(),
                     });
-                    delivering = Some((*to, faulted));
+                    delivering = Some((*to, faulted, i));
                 }
                 What::ServiceWrote { towards, bytes, .. } => {
                     o.side_mut(*towards).from_service.push((t, bytes.clone()))
@@ -179,13 +192,20 @@ impl Observed {
                     o.side_mut(*side).open_checks.push((t, token.clone(), *accepted, why.clone()))
                 }
                 What::Closed { side, code, why } => o.side_mut(*side).closed.push((t, *code, why.clone())),
-                What::Api { by, call, answer } => {
-                    o.side_mut(*by).calls.push(Call { t, call: call.clone(), answer: answer.clone() })
-                }
+                What::Api { by, call, answer, called_at } => o.side_mut(*by).calls.push(Call {
+                    t,
+                    called_at: *called_at,
+                    call: call.clone(),
+                    answer: answer.clone(),
+                }),
                 What::Event { role, event } => {
                     let kind = event.get("event").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
-                    let from_fault = matches!(delivering, Some((r, true)) if r == *role);
-                    o.side_mut(*role).events.push(Ev { t, kind, v: event.clone(), from_fault });
+                    let from_fault = matches!(delivering, Some((r, true, _)) if r == *role);
+                    let cause = match delivering {
+                        Some((r, _, d)) if r == *role => Some(d),
+                        _ => None,
+                    };
+                    o.side_mut(*role).events.push(Ev { t, i, cause, kind, v: event.clone(), from_fault });
                 }
                 What::Offered { by, payload_type, bytes, accepted } => {
                     o.side_mut(*by).offered.push((t, *payload_type, bytes.clone(), *accepted))
@@ -204,7 +224,12 @@ impl Side {
 
     /// Acks written: (t, acknowledged content).
     pub fn acks_written(&self) -> impl Iterator<Item = (u64, &AcknowledgeContent)> {
-        self.wrote.iter().filter_map(|f| f.f.as_ref().and_then(|d| d.ack.as_ref()).map(|a| (f.t, a)))
+        self.acks_written_i().map(|(t, _, a)| (t, a))
+    }
+
+    /// Acks written: (t, record index, acknowledged content).
+    pub fn acks_written_i(&self) -> impl Iterator<Item = (u64, usize, &AcknowledgeContent)> {
+        self.wrote.iter().filter_map(|f| f.f.as_ref().and_then(|d| d.ack.as_ref()).map(|a| (f.t, f.i, a)))
     }
 
     /// Valid stream frames delivered to this side.
