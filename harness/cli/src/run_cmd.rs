@@ -80,6 +80,21 @@ pub enum RunCmdError {
     Input(String),
 }
 
+/// `20261203T214700Z-conformant`: when the run started (UTC) and what it judged.
+fn run_id(imp: &ImplName) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let stamp: String = ssm_wire::dump::format_epoch_ms(ms)
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    let name: String =
+        imp.to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("{stamp}Z-{name}")
+}
+
 fn status_of(t: &Totals) -> Status {
     if t.errors > 0 {
         Status::Harness
@@ -140,7 +155,17 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
     };
     let mut results: Vec<ScenarioResult> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
-    let mut sink = |ev: RunEvent| match ev {
+    let run_id = run_id(&args.imp);
+    let mut reporter = if args.no_report {
+        None
+    } else {
+        Some(
+            ssm_report::Reporter::new(&args.report_dir, &run_id, &catalogue)
+                .map_err(|e| RunCmdError::Input(format!("cannot write reports: {e}")))?,
+        )
+    };
+    let mut report_error: Option<String> = None;
+    let mut on_event = |ev: RunEvent| match ev {
         RunEvent::Started(info) => {
             let head = format!(
                 "ssm-harness run: {} scenarios, impl {}, backend {}, seed {}{}",
@@ -170,6 +195,14 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
             results.push(*r);
         }
         RunEvent::Finished { .. } => {}
+    };
+    let mut sink = |ev: RunEvent| {
+        if let Some(r) = reporter.as_mut() {
+            if let Err(e) = r.on_event(&ev) {
+                report_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        on_event(ev);
     };
     let started = std::time::Instant::now();
     let totals = ssm_runner::run_all(&opts, &scenarios, &catalogue, &xfails, &mut sink);
@@ -206,8 +239,18 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
             .as_bytes(),
         )?;
     }
-    if !args.no_report {
-        let _ = &args.report_dir;
+    if let Some(r) = reporter {
+        match report_error {
+            None => match r.finish() {
+                Ok(dir) => diag!("report: {}", dir.join("index.html").display()),
+                Err(e) => report_error = Some(e.to_string()),
+            },
+            Some(_) => drop(r),
+        }
+    }
+    if let Some(e) = report_error {
+        diag!("error: the report could not be written: {e}");
+        return Ok(Status::Harness);
     }
     if totals.errors > 0 {
         diag!("{} scenario(s) ended in ERROR: the harness failed, not the system under test", totals.errors);
