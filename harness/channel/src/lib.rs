@@ -11,6 +11,7 @@
 //! Behaviour is plain configuration ([`Behaviour`]): the conformant ideal, the 2024 reference
 //! client and agent, or a [`Mutant`] with one deliberate bug.
 
+pub mod fuzz;
 mod machine;
 pub mod pair;
 pub mod profile;

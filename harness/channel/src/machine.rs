@@ -354,11 +354,15 @@ impl Channel {
             self.paused = false;
             if !reopen {
                 self.send_session_state(now, "Connected");
-                self.start_agent_handshake(now);
             }
         }
+        // Messages buffered while there was no transport go out before anything this open
+        // produces, so that sequence numbers reach the wire in order.
         if self.b.flush_unsent_on_open {
             self.flush_unsent(now);
+        }
+        if self.cfg.role == Role::Agent && !reopen {
+            self.start_agent_handshake(now);
         }
     }
 
@@ -998,7 +1002,9 @@ impl Channel {
     }
 
     fn drain_reorder_at(&mut self, now: Time) {
-        while let Some(b) = self.reorder.remove(&self.expected) {
+        // A delivery can end the session (a failed handshake); nothing is delivered after that.
+        while self.ended.is_none() {
+            let Some(b) = self.reorder.remove(&self.expected) else { break };
             let s = self.expected;
             self.remember(s, b.id);
             self.deliver(now, s, b.payload_type, &b.payload);

@@ -260,12 +260,11 @@ impl Pair {
         let now = self.now;
         for role in [Role::Client, Role::Agent] {
             loop {
+                // Every due frame, in queue order: a delayed frame does not hold back the frames
+                // behind it (and `next_time` counts them all).
                 let side = self.side(role);
-                let due = side.in_flight.front().is_some_and(|f| f.deliver_at <= now);
-                if !due {
-                    break;
-                }
-                let Some(f) = side.in_flight.pop_front() else { break };
+                let Some(i) = side.in_flight.iter().position(|f| f.deliver_at <= now) else { break };
+                let Some(f) = side.in_flight.remove(i) else { break };
                 if f.epoch == side.epoch && side.up {
                     self.machine(role).handle_binary(now, &f.bytes);
                 }
