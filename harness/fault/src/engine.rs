@@ -59,6 +59,9 @@ pub enum Effect {
     Close { side: Side, code: u16, rule: RuleId },
     /// Reset that side's TCP connection.
     Reset { side: Side, rule: RuleId },
+    /// Reset that side's TCP connection right after the frame just delivered to it has been
+    /// processed, before anything it writes in reply reaches the wire.
+    ResetAfterDelivery { side: Side, rule: RuleId },
 }
 
 /// What to do with one control-plane call.
@@ -570,6 +573,12 @@ impl FaultEngine {
             FrameAction::Reset { side } => {
                 self.fire(rule, now, format!("reset {side} connection instead of {frame}"));
                 out.push(Effect::Reset { side, rule });
+            }
+            FrameAction::ResetAfterDelivery {} => {
+                let side = dir.destination();
+                self.fire(rule, now, format!("deliver {frame}, then reset the {side} connection"));
+                out.push(deliver(bytes.to_vec(), 0));
+                out.push(Effect::ResetAfterDelivery { side, rule });
             }
             FrameAction::BlackHole { direction, for_ms } => {
                 let d = direction.unwrap_or(dir);

@@ -365,6 +365,9 @@ pub enum FrameAction {
     Close { side: Side, code: u16 },
     /// Reset a TCP connection abruptly instead of delivering the frame.
     Reset { side: Side },
+    /// Deliver the frame, then reset the destination's connection before it can answer: what
+    /// the receiver writes in reply (its ack) is lost with the connection.
+    ResetAfterDelivery {},
     /// Discard everything in `direction` (default: the matched frame's) for `for_ms`, starting
     /// with the matched frame if it travels that way.
     BlackHole {
@@ -387,6 +390,7 @@ impl FrameAction {
             FrameAction::Inject { .. } => "inject",
             FrameAction::Close { .. } => "close",
             FrameAction::Reset { .. } => "reset",
+            FrameAction::ResetAfterDelivery { .. } => "reset_after_delivery",
             FrameAction::BlackHole { .. } => "black_hole",
         }
     }

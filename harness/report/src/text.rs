@@ -86,6 +86,7 @@ pub fn kind(w: &What) -> &'static str {
         What::Event { .. } => "event",
         What::Offered { .. } => "offered",
         What::Finished { .. } => "finished",
+        What::SessionTerminated { .. } => "terminated",
     }
 }
 
@@ -185,6 +186,7 @@ pub fn describe(w: &What) -> String {
             )
         }
         What::Finished { why } => format!("run finished: {why}"),
+        What::SessionTerminated { why } => format!("the service terminated the session: {why}"),
     }
 }
 

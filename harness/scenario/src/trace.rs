@@ -47,6 +47,8 @@ pub enum What {
     },
     /// The service saw a side break a requirement (e.g. a binary frame before OpenDataChannel).
     ServiceSaw { side: Role, req: ssm_spec::Req, detail: String },
+    /// The service terminated the session (TerminateSession, a timeout, or the agent ended it).
+    SessionTerminated { why: String },
     /// The service dropped a frame (fault, loss, or the destination was not connected).
     Lost { towards: Role, why: String, summary: String },
     /// A fault rule fired.

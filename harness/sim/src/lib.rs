@@ -54,6 +54,8 @@ struct InFlight {
     bytes: Vec<u8>,
     epoch: u64,
     fault: Option<String>,
+    /// Reset the destination's connection right after it processed this frame.
+    then_reset: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,8 @@ struct SideState {
     opens_accepted: u64,
     /// `opens_accepted` when this side's websocket last broke.
     opens_at_last_break: u64,
+    /// Where the last frame was put into `queue`.
+    last_enqueued: Option<usize>,
 }
 
 /// Where the script is.
@@ -327,6 +331,10 @@ impl World<'_> {
                     fault: f.fault.clone(),
                 });
                 self.machines[idx(r)].handle_binary(now, &f.bytes);
+                if f.then_reset {
+                    // Before the machine's reply reaches the wire.
+                    self.close_side(r, None, "reset right after a delivery (fault)");
+                }
                 self.flush();
             }
         }
@@ -345,7 +353,7 @@ impl World<'_> {
         }
         // Fault engine timers.
         let effects = self.faults.poll(ms(now));
-        self.apply_effects(effects, None);
+        self.apply_effects(effects, None, None);
         // Service timers.
         if !self.terminated {
             if self.next_bye.is_some_and(|b| b <= now) {
@@ -474,7 +482,7 @@ impl World<'_> {
         let dir = Side::from(r).peer().inbound();
         let ctx = self.context();
         let effects = self.faults.on_frame(ms(self.now), dir, &bytes, &ctx);
-        self.apply_effects(effects, Some((dir, summary)));
+        self.apply_effects(effects, Some((dir, summary)), None);
     }
 
     fn context(&self) -> Context {
@@ -492,9 +500,19 @@ impl World<'_> {
         }
     }
 
-    fn apply_effects(&mut self, effects: Vec<Effect>, frame: Option<(Direction, String)>) {
+    /// Carries out the fault engine's decisions. `origin` labels deliveries no rule touched
+    /// (`service` for the service's own frames).
+    fn apply_effects(
+        &mut self,
+        effects: Vec<Effect>,
+        frame: Option<(Direction, String)>,
+        origin: Option<&str>,
+    ) {
         for e in effects {
             match e {
+                Effect::Deliver { direction, bytes, delay_ms, fault: None } => {
+                    self.enqueue(direction, bytes, delay_ms, origin.map(str::to_owned));
+                }
                 Effect::Deliver { direction, bytes, delay_ms, fault } => {
                     let fault = fault.map(|id| self.rule_label(id));
                     if let Some(f) = &fault {
@@ -539,6 +557,17 @@ impl World<'_> {
                     });
                     self.close_side(side.role(), Some(code), &label);
                 }
+                Effect::ResetAfterDelivery { side, rule } => {
+                    let label = self.rule_label(rule);
+                    let s = &mut self.sides[idx(side.role())];
+                    if let Some(f) = s.last_enqueued.and_then(|i| s.queue.get_mut(i)) {
+                        f.then_reset = true;
+                        self.record(What::Fault {
+                            rule: label,
+                            what: format!("will reset {side} after delivery"),
+                        });
+                    }
+                }
                 Effect::Reset { side, rule } => {
                     let label = self.rule_label(rule);
                     self.record(What::Fault { rule: label.clone(), what: format!("reset {side}") });
@@ -576,7 +605,8 @@ impl World<'_> {
         };
         let epoch = s.epoch;
         let pos = s.queue.iter().position(|f| f.deliver_at > at).unwrap_or(s.queue.len());
-        s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault });
+        s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault, then_reset: false });
+        s.last_enqueued = Some(pos);
     }
 
     fn on_event(&mut self, r: Role, ev: Event) {
@@ -758,10 +788,10 @@ impl World<'_> {
         let summary = summarize(MsgKind::Binary, &bytes);
         self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary });
         let dir = Side::from(to).inbound();
-        if self.faults.is_black_holed(ms(self.now), dir) {
-            return;
-        }
-        self.enqueue(dir, bytes, 0, Some("service".into()));
+        let ctx = self.context();
+        let effects = self.faults.on_frame(ms(self.now), dir, &bytes, &ctx);
+        let summary = summarize(MsgKind::Binary, &bytes);
+        self.apply_effects(effects, Some((dir, summary)), Some("service"));
     }
 
     fn terminate_session(&mut self, output: &str) {
@@ -769,6 +799,7 @@ impl World<'_> {
             return;
         }
         self.terminated = true;
+        self.record(What::SessionTerminated { why: output.to_owned() });
         for r in [Role::Client, Role::Agent] {
             if !self.sides[idx(r)].opened {
                 continue;

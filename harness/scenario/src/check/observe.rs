@@ -120,6 +120,8 @@ pub struct Observed {
     pub agent: Side,
     /// (t, record index, step)
     pub steps: Vec<(u64, usize, crate::model::Step)>,
+    /// When the service terminated the session.
+    pub terminated_at: Option<u64>,
     pub end_t: u64,
 }
 
@@ -185,6 +187,9 @@ impl Observed {
                 }
                 What::Lost { towards, why, summary } => {
                     o.side_mut(*towards).lost.push((t, why.clone(), summary.clone()))
+                }
+                What::SessionTerminated { .. } => {
+                    o.terminated_at.get_or_insert(t);
                 }
                 What::Fault { .. } | What::Finished { .. } => {}
                 What::Opened { side, url } => o.side_mut(*side).opened.push((t, url.clone())),
