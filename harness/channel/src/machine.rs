@@ -93,6 +93,8 @@ enum Handshake {
 #[derive(Debug, Clone)]
 struct Reconnect {
     started: Time,
+    /// The initial backoff delay d of this episode, in milliseconds.
+    delay_ms: u64,
     calls: u32,
     exponent: u32,
     next_call: Option<Time>,
@@ -384,8 +386,15 @@ impl Channel {
         }
         match &mut self.reconnect {
             None => {
+                let bo = self.b.resume.backoff;
+                let delay_ms = if bo.draw_once {
+                    self.initial_delay_ms
+                } else {
+                    self.rng.range(bo.initial_ms.0, bo.initial_ms.1)
+                };
                 self.reconnect = Some(Reconnect {
                     started: now,
+                    delay_ms,
                     calls: 0,
                     exponent: 0,
                     next_call: Some(now),
@@ -469,11 +478,7 @@ impl Channel {
             }
         }
         let bo = policy.backoff;
-        let d = if bo.draw_once {
-            self.initial_delay_ms
-        } else {
-            self.rng.range(bo.initial_ms.0, bo.initial_ms.1)
-        };
+        let d = r.delay_ms;
         let factor = u64::from(bo.ratio).saturating_pow(r.exponent);
         let mut delay = Duration::from_millis(d.saturating_mul(factor));
         if delay > bo.max_delay {

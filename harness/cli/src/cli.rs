@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::{self, Status};
 use crate::output::Output;
-use crate::{frame_cmd, run_cmd};
+use crate::{frame_cmd, mutants_cmd, run_cmd};
 
 /// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ pub struct Cli {
 enum Command {
     /// Run the conformance suite (scenarios on the simulator)
     Run(run_cmd::RunArgs),
+    /// Run the suite against every mutant and show which scenarios catch it
+    Mutants(mutants_cmd::MutantsArgs),
     /// Decode, check and build single data-channel frames
     Frame(frame_cmd::FrameArgs),
 }
@@ -27,6 +29,7 @@ impl Cli {
     pub fn run(&self, out: &mut Output) -> anyhow::Result<Status> {
         match &self.command {
             Command::Run(args) => run_cmd::run(args, out),
+            Command::Mutants(args) => mutants_cmd::run(args, out),
             Command::Frame(args) => frame_cmd::run(args, out),
         }
     }
@@ -60,6 +63,11 @@ mod tests {
     #[test]
     fn help_run() {
         insta::assert_snapshot!(help(&["run"]));
+    }
+
+    #[test]
+    fn help_mutants() {
+        insta::assert_snapshot!(help(&["mutants"]));
     }
 
     #[test]

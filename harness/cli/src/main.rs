@@ -1,10 +1,12 @@
 //! `ssm-harness`: conformance, fault-injection and fuzz harness for the SSM Session Manager
 //! data channel. Each command lives in its own module; this file only parses and dispatches.
 
+mod baseline;
 mod cli;
 mod exit;
 mod frame_cmd;
 mod input;
+mod mutants_cmd;
 mod output;
 mod run_cmd;
 

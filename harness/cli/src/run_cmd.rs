@@ -53,6 +53,13 @@ pub struct RunArgs {
     /// Scenarios run in parallel (default: the number of CPUs)
     #[arg(long)]
     jobs: Option<usize>,
+    /// Compare every verdict with this expected-results file; any change in either direction
+    /// fails the run (a ratchet)
+    #[arg(long, value_name = "FILE")]
+    against_baseline: Option<PathBuf>,
+    /// Write this run's verdicts as an expected-results file
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
     /// Where the scenarios run (the simulator; the mock backend is not built yet)
     #[arg(long, default_value = "sim", value_parser = ["sim"])]
     backend: String,
@@ -117,8 +124,14 @@ fn result_line(r: &ScenarioResult) -> String {
     line
 }
 
-pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
-    let dir = &args.scenarios;
+/// What a scenario directory provides: the catalogue, the expected failures, the scenarios.
+pub type Inputs = (Catalogue, Vec<ssm_scenario::catalogue::XFail>, Vec<(PathBuf, ssm_scenario::Scenario)>);
+
+/// The catalogue, the expected failures and the selected scenarios of a scenario directory.
+pub fn load_inputs(
+    dir: &std::path::Path,
+    filters: &[Filter],
+) -> Result<Inputs, RunCmdError> {
     let catalogue_path = dir.join("requirements.toml");
     let catalogue_text = std::fs::read_to_string(&catalogue_path)
         .with_context(|| format!("cannot read {}", catalogue_path.display()))
@@ -130,8 +143,13 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
         Ok(t) => parse_xfail(&t).map_err(|e| RunCmdError::Input(format!("{}: {e}", xfail_path.display())))?,
         Err(_) => Vec::new(),
     };
+    let scenarios = ssm_runner::select(dir, filters).map_err(|e| RunCmdError::Input(e.to_string()))?;
+    Ok((catalogue, xfails, scenarios))
+}
+
+pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
     let filters: Vec<Filter> = args.filters.iter().map(|f| Filter::parse(f)).collect();
-    let scenarios = ssm_runner::select(dir, &filters).map_err(|e| RunCmdError::Input(e.to_string()))?;
+    let (catalogue, xfails, scenarios) = load_inputs(&args.scenarios, &filters)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = RunOptions {
         backend: Backend::Sim,
@@ -239,6 +257,33 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
             .as_bytes(),
         )?;
     }
+    let baseline = crate::baseline::Baseline::of(&opts, &results);
+    if let Some(path) = &args.write_baseline {
+        baseline.write(path)?;
+        diag!("baseline written: {}", path.display());
+    }
+    let mut baseline_changed = false;
+    if let Some(path) = &args.against_baseline {
+        let expected =
+            crate::baseline::Baseline::read(path).map_err(|e| RunCmdError::Input(e.to_string()))?;
+        let changes = expected.diff(&baseline, !opts.filters.is_empty());
+        if changes.is_empty() {
+            out.write(format!("baseline {}: no verdict changed\n", path.display()).as_bytes())?;
+        } else {
+            baseline_changed = true;
+            for c in &changes {
+                out.write(format!("BASELINE   {c}\n").as_bytes())?;
+            }
+            out.write(
+                format!(
+                    "baseline {}: {} verdict(s) changed; update it with --write-baseline if intended\n",
+                    path.display(),
+                    changes.len()
+                )
+                .as_bytes(),
+            )?;
+        }
+    }
     if let Some(r) = reporter {
         match report_error {
             None => match r.finish() {
@@ -255,5 +300,9 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
     if totals.errors > 0 {
         diag!("{} scenario(s) ended in ERROR: the harness failed, not the system under test", totals.errors);
     }
-    Ok(status_of(&totals))
+    let status = status_of(&totals);
+    if baseline_changed && status == Status::Success {
+        return Ok(Status::Violation);
+    }
+    Ok(status)
 }

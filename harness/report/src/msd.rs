@@ -174,6 +174,7 @@ impl Canvas {
                 let label = full.strip_prefix(role.name()).map_or(full.as_str(), str::trim_start);
                 self.note(t, k, x_of(*role), label, INK)
             }
+            What::Pong { to } => self.arrow(t, k, (SERVICE_X, x_of(*to)), "pong", MUTED, true),
             What::Step { .. } | What::Finished { .. } | What::SessionTerminated { .. } => {
                 self.band(Some(t), k, &crate::text::describe(&r.what), MUTED, false)
             }

@@ -87,6 +87,7 @@ pub fn kind(w: &What) -> &'static str {
         What::Offered { .. } => "offered",
         What::Finished { .. } => "finished",
         What::SessionTerminated { .. } => "terminated",
+        What::Pong { .. } => "pong",
     }
 }
 
@@ -187,6 +188,7 @@ pub fn describe(w: &What) -> String {
         }
         What::Finished { why } => format!("run finished: {why}"),
         What::SessionTerminated { why } => format!("the service terminated the session: {why}"),
+        What::Pong { to } => format!("pong to the {to}"),
     }
 }
 

@@ -53,6 +53,8 @@ pub enum What {
     Lost { towards: Role, why: String, summary: String },
     /// A fault rule fired.
     Fault { rule: String, what: String },
+    /// A websocket pong reached `to`, answering its ping.
+    Pong { to: Role },
     /// A websocket opened (the upgrade succeeded).
     Opened { side: Role, url: String },
     /// The service accepted or refused an OpenDataChannel.

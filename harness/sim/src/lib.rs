@@ -401,8 +401,14 @@ impl World<'_> {
                 Transmit::Text(bytes) => self.on_text(r, bytes),
                 Transmit::Ping(bytes) => {
                     self.record(What::Wrote { by: r, msg: MsgKind::Ping, bytes, summary: "ping".into() });
-                    if !self.faults.is_black_holed(ms(self.now), Side::from(r).peer().inbound()) {
-                        let now = self.now;
+                    let now = self.now;
+                    let out = Side::from(r).peer().inbound();
+                    let back = Side::from(r).inbound();
+                    if self.sides[idx(r)].up
+                        && !self.faults.is_black_holed(ms(now), out)
+                        && !self.faults.is_black_holed(ms(now), back)
+                    {
+                        self.record(What::Pong { to: r });
                         self.machines[idx(r)].handle_pong(now);
                     }
                 }
@@ -604,7 +610,8 @@ impl World<'_> {
             at
         };
         let epoch = s.epoch;
-        let pos = s.queue.iter().position(|f| f.deliver_at > at).unwrap_or(s.queue.len());
+        // The queue is sorted by delivery time; equal times keep their order.
+        let pos = s.queue.partition_point(|f| f.deliver_at <= at);
         s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault, then_reset: false });
         s.last_enqueued = Some(pos);
     }

@@ -146,10 +146,11 @@ pub fn judge(sc: &Scenario, trace: &Trace, status: &RunStatus, strict: bool) -> 
     let should_fail = requirements.iter().any(|r| r.outcome == "fail");
     let verdict = if must_fail || !integrity.is_empty() || !problems.is_empty() {
         Verdict::Fail
+    } else if should_fail {
+        // A SHOULD broken earlier can keep a cited requirement from being reached.
+        Verdict::NonStrict
     } else if !not_exercised.is_empty() {
         Verdict::Error
-    } else if should_fail {
-        Verdict::NonStrict
     } else {
         Verdict::Pass
     };

@@ -109,6 +109,8 @@ pub struct Side {
     pub from_service: Vec<(u64, Vec<u8>)>,
     /// Requirements the service saw this side break.
     pub service_saw: Vec<(u64, Req, String)>,
+    /// When pongs reached this side.
+    pub pongs: Vec<u64>,
     /// Frames lost on the way to this side: (t, why, summary).
     pub lost: Vec<(u64, String, String)>,
 }
@@ -188,6 +190,7 @@ impl Observed {
                 What::Lost { towards, why, summary } => {
                     o.side_mut(*towards).lost.push((t, why.clone(), summary.clone()))
                 }
+                What::Pong { to } => o.side_mut(*to).pongs.push(t),
                 What::SessionTerminated { .. } => {
                     o.terminated_at.get_or_insert(t);
                 }

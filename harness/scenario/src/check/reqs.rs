@@ -55,11 +55,34 @@ pub struct Cx<'a> {
     /// Findings about frames the side under test wrote, from its own frames and from what the
     /// harness's peer reported (faulted deliveries excluded), by requirement.
     sender: BTreeMap<Req, (String, u64)>,
+    /// Computed once: when the side under test's session ended.
+    ended: Option<u64>,
+    /// Acks the side under test wrote, by acknowledged sequence: (record index, time), in order.
+    acks_by_seq: BTreeMap<i64, Vec<(usize, u64)>>,
+    /// Connected intervals of the side under test and of its peer.
+    conn: [Vec<(u64, u64)>; 2],
+    /// Agent under test: paused intervals.
+    paused_iv: Vec<(u64, u64)>,
 }
 
 impl<'a> Cx<'a> {
     pub fn new(o: &'a Observed, sut: Role, session: &'a SessionKind) -> Self {
-        let mut cx = Cx { o, sut, session, sender: BTreeMap::new() };
+        let me = o.side(sut);
+        let mut acks_by_seq: BTreeMap<i64, Vec<(usize, u64)>> = BTreeMap::new();
+        for (t, i, a) in me.acks_written_i() {
+            acks_by_seq.entry(a.sequence_number).or_default().push((i, t));
+        }
+        let mut cx = Cx {
+            o,
+            sut,
+            session,
+            sender: BTreeMap::new(),
+            ended: me.ended().map(|e| e.0),
+            acks_by_seq,
+            conn: [me.connected_intervals(), o.side(sut.peer()).connected_intervals()],
+            paused_iv: Vec::new(),
+        };
+        cx.paused_iv = cx.compute_paused_intervals();
         cx.collect_sender_findings();
         cx
     }
@@ -174,15 +197,32 @@ impl<'a> Cx<'a> {
     }
 
     fn ended_at(&self) -> Option<u64> {
-        self.s().ended().map(|e| e.0)
+        self.ended
     }
 
     fn connected(&self, t: u64) -> bool {
-        self.s().connected_at(t) && self.p().connected_at(t)
+        let inside = |iv: &[(u64, u64)]| iv.iter().any(|&(a, b)| a <= t && t < b);
+        inside(&self.conn[0]) && inside(&self.conn[1])
+    }
+
+    /// Whether the side under test wrote an ack of `seq` in the record-index range.
+    fn acked_between(&self, seq: i64, after_i: usize, before_i: usize, by_t: u64) -> bool {
+        self.acks_by_seq
+            .get(&seq)
+            .is_some_and(|v| v.iter().any(|&(i, t)| i > after_i && i < before_i && t <= by_t))
+    }
+
+    /// Whether the side under test wrote an ack of `seq` before record index `i`.
+    fn acked_before(&self, seq: i64, i: usize) -> bool {
+        self.acks_by_seq.get(&seq).is_some_and(|v| v.first().is_some_and(|&(j, _)| j < i))
     }
 
     /// Agent under test: intervals during which it was paused by pause_publication.
     fn paused_intervals(&self) -> Vec<(u64, u64)> {
+        self.paused_iv.clone()
+    }
+
+    fn compute_paused_intervals(&self) -> Vec<(u64, u64)> {
         let s = self.s();
         let mut out = Vec::new();
         let mut paused_at: Option<u64> = None;
@@ -218,7 +258,7 @@ impl<'a> Cx<'a> {
     }
 
     fn paused(&self, t: u64) -> bool {
-        self.sut == Role::Agent && self.paused_intervals().iter().any(|&(a, b)| a <= t && t < b)
+        self.sut == Role::Agent && self.paused_iv.iter().any(|&(a, b)| a <= t && t < b)
     }
 }
 
@@ -239,6 +279,7 @@ pub fn check(cx: &Cx<'_>, req: Req) -> Outcome {
         Open002 => open002(cx),
         Open003 => open003(cx),
         Ping001 => ping001(cx),
+        Ping002 => ping002(cx),
         Seq001 => seq001(cx),
         Seq002 => seq002(cx),
         Ack001 => ack001(cx),
@@ -510,6 +551,45 @@ fn ping001(cx: &Cx<'_>) -> Outcome {
     }
 }
 
+/// A ping that gets no pong means the connection is dead: the side must notice within the pong
+/// deadline (60 s; the agent's read deadline is 60 s after the last pong) and reconnect.
+fn ping002(cx: &Cx<'_>) -> Outcome {
+    let s = cx.s();
+    let pings: Vec<u64> = s
+        .wrote_other
+        .iter()
+        .filter(|(_, k, _)| *k == crate::trace::MsgKind::Ping)
+        .map(|(t, _, _)| *t)
+        .collect();
+    let deadline = 60_000 * MS + TICK + SLACK;
+    let mut n = 0;
+    for &p in &pings {
+        if s.pongs.iter().any(|&q| q >= p && q <= p + deadline) {
+            continue;
+        }
+        if cx.ended_at().is_some_and(|e| e <= p + deadline) || cx.o.end_t < p + deadline {
+            continue;
+        }
+        // Still on the same websocket when the deadline passed?
+        let closed = s.closed.iter().any(|c| c.0 > p && c.0 <= p + deadline);
+        n += 1;
+        if !closed {
+            return fail(
+                format!(
+                    "a ping at {} got no pong, and the dead connection was still in use 60 s later",
+                    ms(p)
+                ),
+                Some(p + deadline),
+            );
+        }
+    }
+    if n == 0 {
+        not_ex("every ping was answered")
+    } else {
+        pass(format!("{n} unanswered pings led to a reconnect within the deadline"))
+    }
+}
+
 // ---------------------------------------------------------------- sequencing
 
 /// New messages (first copies, or a reused sequence number with different content) are
@@ -609,17 +689,15 @@ fn ack001(cx: &Cx<'_>) -> Outcome {
 fn ack002(cx: &Cx<'_>) -> Outcome {
     let s = cx.s();
     let mut delivered_ok: BTreeSet<i64> = BTreeSet::new();
+    let mut expected = 0i64;
     let mut n = 0;
     for (f, d) in s.stream_delivered() {
         if !d.is_valid() {
             continue;
         }
-        let expected = (0..).find(|x| !delivered_ok.contains(x)).unwrap_or(0);
         if d.seq > expected && !delivered_ok.contains(&d.seq) {
             n += 1;
-            let acked =
-                s.acks_written().any(|(t, a)| a.sequence_number == d.seq && t >= f.t && t <= f.t + 50 * MS);
-            if !acked {
+            if !cx.acked_between(d.seq, f.i, usize::MAX, f.t + 50 * MS) {
                 return fail(
                     format!("early message {} (expected {expected}) was not acknowledged on arrival", d.seq),
                     Some(f.t),
@@ -627,6 +705,9 @@ fn ack002(cx: &Cx<'_>) -> Outcome {
             }
         }
         delivered_ok.insert(d.seq);
+        while delivered_ok.contains(&expected) {
+            expected += 1;
+        }
     }
     if n == 0 {
         not_ex("no message arrived early")
@@ -637,22 +718,14 @@ fn ack002(cx: &Cx<'_>) -> Outcome {
 
 fn ack003(cx: &Cx<'_>) -> Outcome {
     let s = cx.s();
+    let end = cx.ended_at().unwrap_or(u64::MAX);
     let mut n = 0;
     for (f, d) in s.stream_delivered() {
-        if !d.is_valid() {
-            continue;
-        }
-        let acked_before = s.acks_written_i().any(|(_, i, a)| a.sequence_number == d.seq && i < f.i);
-        if !acked_before {
-            continue;
-        }
-        if cx.ended_at().is_some_and(|e| e <= f.t) {
+        if !d.is_valid() || !cx.acked_before(d.seq, f.i) || end <= f.t {
             continue;
         }
         n += 1;
-        let reacked =
-            s.acks_written().any(|(t, a)| a.sequence_number == d.seq && t >= f.t && t <= f.t + 50 * MS);
-        if !reacked {
+        if !cx.acked_between(d.seq, f.i, usize::MAX, f.t + 50 * MS) {
             return fail(
                 format!("duplicate of acknowledged message {} was not acknowledged again", d.seq),
                 Some(f.t),
@@ -671,17 +744,17 @@ fn ack004(cx: &Cx<'_>) -> Outcome {
         return o;
     }
     let s = cx.s();
+    // (seq, textual id, type) of every stream frame received, with the first time.
+    let mut received: BTreeMap<(i64, String, String), u64> = BTreeMap::new();
+    for (g, d) in s.stream_delivered() {
+        received.entry((d.seq, d.message_id.hyphenated().to_string(), d.message_type.name())).or_insert(g.t);
+    }
     let mut n = 0;
     for f in &s.wrote {
         let Some(a) = f.f.as_ref().and_then(|d| d.ack.as_ref()) else { continue };
         n += 1;
-        let matched = s.stream_delivered().any(|(g, d)| {
-            g.t <= f.t
-                && d.seq == a.sequence_number
-                && d.message_id.hyphenated().to_string() == a.message_id
-                && d.message_type.name() == a.message_type
-        });
-        if !matched {
+        let key = (a.sequence_number, a.message_id.clone(), a.message_type.clone());
+        if received.get(&key).is_none_or(|&t| t > f.t) {
             return fail(
                 format!(
                     "ack for {} seq {} id {} matches no frame received",
