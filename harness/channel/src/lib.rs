@@ -127,6 +127,9 @@ pub struct Config {
     pub version: String,
     /// Agent only: `ClientInstanceId` in its OpenDataChannel.
     pub instance_id: String,
+    /// Agent only: action types it requests in the HandshakeRequest beyond SessionType (newer
+    /// agents may ask for actions an older client does not know; HS-002).
+    pub extra_client_actions: Vec<String>,
 }
 
 impl Config {
@@ -147,6 +150,7 @@ impl Config {
                 Role::Agent => "3.3.987.0".to_owned(),
             },
             instance_id: "i-0123456789abcdef0".to_owned(),
+            extra_client_actions: Vec::new(),
         }
     }
 }

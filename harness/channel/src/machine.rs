@@ -1081,16 +1081,22 @@ impl Channel {
             self.events.push_back(Event::SessionReady { session_type });
             return;
         }
+        let mut actions =
+            vec![RequestedClientAction::session_type(kind.session_type(), serde_json::Value::Null)];
+        for extra in &self.cfg.extra_client_actions {
+            actions.push(RequestedClientAction {
+                action_type: extra.clone(),
+                action_parameters: serde_json::Value::Object(serde_json::Map::new()),
+            });
+        }
+        let requested = actions.len();
         let request = HandshakeRequest {
             agent_version: self.cfg.version.clone(),
-            requested_client_actions: Some(vec![RequestedClientAction::session_type(
-                kind.session_type(),
-                serde_json::Value::Null,
-            )]),
+            requested_client_actions: Some(actions),
         };
         let _ = self.send_stream(now, PayloadType::HANDSHAKE_REQUEST, &payload::to_go_json(&request));
         self.handshake =
-            Handshake::AgentAwaiting { deadline: now + HANDSHAKE_TIMEOUT, sent_at: now, requested: 1 };
+            Handshake::AgentAwaiting { deadline: now + HANDSHAKE_TIMEOUT, sent_at: now, requested };
     }
 
     fn on_handshake_request(&mut self, now: Time, bytes: &[u8]) {

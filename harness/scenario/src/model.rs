@@ -38,6 +38,10 @@ pub struct Scenario {
     pub service: ServiceSpec,
     #[serde(default)]
     pub agent_app: AgentApp,
+    /// Action types the agent requests in its HandshakeRequest besides SessionType (for
+    /// sessions with a handshake), e.g. one the client does not know.
+    #[serde(default)]
+    pub handshake_extra_actions: Vec<String>,
     /// The fault plan (see the `ssm-fault` crate documentation for every key).
     #[serde(default)]
     pub faults: ssm_fault::FaultPlan,

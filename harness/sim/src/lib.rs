@@ -155,6 +155,9 @@ pub fn run(input: &SimInput<'_>) -> SimOutput {
         c.token = format!("{}-token-{:016x}", role.name(), rng.next_u64());
         c.stream_url = format!("ws://127.0.0.1:1/v1/data-channel/{session_id}?role=publish_subscribe");
         c.session_kind = sc.session.clone();
+        if role == Role::Agent {
+            c.extra_client_actions = sc.handshake_extra_actions.clone();
+        }
         c
     };
     let ccfg = mk(Role::Client, &input.client, &mut rng);

@@ -657,7 +657,16 @@ fn seq002(cx: &Cx<'_>) -> Outcome {
 
 fn ack001(cx: &Cx<'_>) -> Outcome {
     let acks = cx.sut_acks();
-    let end = cx.ended_at().unwrap_or(u64::MAX);
+    // After a malformed frame that stopped the side under test from reading (FRAME-010 judges
+    // that), nothing it receives is acknowledged; that is not a second failure.
+    let s = cx.s();
+    let stopped = s
+        .delivered
+        .iter()
+        .filter(|f| f.f.is_none())
+        .find(|bad| !s.acks_written().any(|(t, _)| t > bad.t))
+        .map_or(u64::MAX, |bad| bad.t);
+    let end = cx.ended_at().unwrap_or(u64::MAX).min(stopped);
     let mut n = 0;
     let mut seqs = BTreeSet::new();
     for (f, d) in cx.s().stream_delivered() {
@@ -954,9 +963,21 @@ fn idle_gaps(cx: &Cx<'_>, seq: i64, copies: &[(u64, &Frame)], acked: Option<u64>
     out
 }
 
-fn head_at(copies: &BTreeMap<i64, Vec<(u64, &Frame)>>, acks: &BTreeMap<i64, u64>, t: u64) -> Option<i64> {
+/// A message the side under test gave up on: never acknowledged and not sent again in the last
+/// two seconds of the run. RTX-001 judges those; the timing checks leave them out.
+fn abandoned(cx: &Cx<'_>, seq: i64, c: &[(u64, &Frame)], acks: &BTreeMap<i64, u64>) -> bool {
+    !acks.contains_key(&seq) && c.last().is_some_and(|l| l.0 + 2_000 * MS < cx.o.end_t)
+}
+
+fn head_at(
+    cx: &Cx<'_>,
+    copies: &BTreeMap<i64, Vec<(u64, &Frame)>>,
+    acks: &BTreeMap<i64, u64>,
+    t: u64,
+) -> Option<i64> {
     copies
         .iter()
+        .filter(|(s, c)| !abandoned(cx, **s, c, acks))
         .find(|(s, c)| c.first().is_some_and(|f| f.0 <= t) && acks.get(s).is_none_or(|&a| a > t))
         .map(|(s, _)| *s)
 }
@@ -966,8 +987,11 @@ fn rtx002(cx: &Cx<'_>) -> Outcome {
     let copies = cx.sut_copies();
     let mut n = 0;
     for (seq, c) in &copies {
+        if abandoned(cx, *seq, c, &acks) {
+            continue;
+        }
         for (a, b) in idle_gaps(cx, *seq, c, acks.get(seq).copied()) {
-            if head_at(&copies, &acks, a) != Some(*seq) {
+            if head_at(cx, &copies, &acks, a) != Some(*seq) {
                 continue;
             }
             if b - a > MAX_RTO + TICK + SLACK {
@@ -1045,8 +1069,11 @@ fn rtx005(cx: &Cx<'_>) -> Outcome {
     let copies = cx.sut_copies();
     let mut exercised = false;
     for (seq, c) in &copies {
+        if abandoned(cx, *seq, c, &acks) {
+            continue;
+        }
         for (a, b) in idle_gaps(cx, *seq, c, acks.get(seq).copied()) {
-            let head = head_at(&copies, &acks, a);
+            let head = head_at(cx, &copies, &acks, a);
             if head == Some(*seq) {
                 continue;
             }
