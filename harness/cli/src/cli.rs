@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::{self, Status};
 use crate::output::Output;
-use crate::{frame_cmd, mutants_cmd, run_cmd};
+use crate::{explore_cmd, frame_cmd, mutants_cmd, run_cmd};
 
 /// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
 #[derive(Debug, Parser)]
@@ -22,6 +22,8 @@ enum Command {
     Mutants(mutants_cmd::MutantsArgs),
     /// Decode, check and build single data-channel frames
     Frame(frame_cmd::FrameArgs),
+    /// Run random fault schedules on base scenarios and shrink every failure to a regression
+    Explore(explore_cmd::ExploreArgs),
 }
 
 impl Cli {
@@ -31,6 +33,7 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, out),
             Command::Mutants(args) => mutants_cmd::run(args, out),
             Command::Frame(args) => frame_cmd::run(args, out),
+            Command::Explore(args) => explore_cmd::run(args, out),
         }
     }
 }
@@ -68,6 +71,11 @@ mod tests {
     #[test]
     fn help_mutants() {
         insta::assert_snapshot!(help(&["mutants"]));
+    }
+
+    #[test]
+    fn help_explore() {
+        insta::assert_snapshot!(help(&["explore"]));
     }
 
     #[test]

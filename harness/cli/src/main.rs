@@ -4,6 +4,7 @@
 mod baseline;
 mod cli;
 mod exit;
+mod explore_cmd;
 mod frame_cmd;
 mod input;
 mod mutants_cmd;

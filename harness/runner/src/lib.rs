@@ -1,6 +1,8 @@
 //! Selects scenarios, runs each on a backend with the chosen implementation under test, judges
 //! the trace and reports every result as one stream of [`RunEvent`]s that all reporters consume.
 
+pub mod explore;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
