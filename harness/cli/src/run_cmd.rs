@@ -14,8 +14,10 @@ use crate::output::{diag, Output};
 
 /// Exit status help for `run`.
 const RUN_EXIT: &str = "Exit status:
-  0  nothing failed (PASS, NON-STRICT without --strict, XFAIL, SKIP)
-  1  a scenario FAILed: the system under test broke a requirement or an expectation
+  0  nothing failed (PASS, NON-STRICT without --strict, XFAIL, SKIP); with --against-baseline:
+     every verdict matched the baseline
+  1  a scenario FAILed: the system under test broke a requirement or an expectation; with
+     --against-baseline: a verdict changed
   2  usage error, or a scenario, requirement or xfail file is malformed
   3  a scenario ended in ERROR: the harness or the environment failed";
 
@@ -54,7 +56,7 @@ pub struct RunArgs {
     #[arg(long)]
     jobs: Option<usize>,
     /// Compare every verdict with this expected-results file; any change in either direction
-    /// fails the run (a ratchet)
+    /// fails the run (a ratchet), and the exit status then says only whether something changed
     #[arg(long, value_name = "FILE")]
     against_baseline: Option<PathBuf>,
     /// Write this run's verdicts as an expected-results file
@@ -128,10 +130,7 @@ fn result_line(r: &ScenarioResult) -> String {
 pub type Inputs = (Catalogue, Vec<ssm_scenario::catalogue::XFail>, Vec<(PathBuf, ssm_scenario::Scenario)>);
 
 /// The catalogue, the expected failures and the selected scenarios of a scenario directory.
-pub fn load_inputs(
-    dir: &std::path::Path,
-    filters: &[Filter],
-) -> Result<Inputs, RunCmdError> {
+pub fn load_inputs(dir: &std::path::Path, filters: &[Filter]) -> Result<Inputs, RunCmdError> {
     let catalogue_path = dir.join("requirements.toml");
     let catalogue_text = std::fs::read_to_string(&catalogue_path)
         .with_context(|| format!("cannot read {}", catalogue_path.display()))
@@ -300,9 +299,9 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
     if totals.errors > 0 {
         diag!("{} scenario(s) ended in ERROR: the harness failed, not the system under test", totals.errors);
     }
-    let status = status_of(&totals);
-    if baseline_changed && status == Status::Success {
-        return Ok(Status::Violation);
+    // Against a baseline, the expected failures are the point: only a change fails the run.
+    if args.against_baseline.is_some() {
+        return Ok(if baseline_changed { Status::Violation } else { Status::Success });
     }
-    Ok(status)
+    Ok(status_of(&totals))
 }

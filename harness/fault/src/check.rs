@@ -181,6 +181,14 @@ fn check_frame_action(at: RuleId, a: &FrameAction) -> Result<(), PlanError> {
         FrameAction::Truncate { len } if *len > MAX_TRUNCATE_LEN => {
             Err(out_of_range(at, "action.len", len, "at most 16 MiB"))
         }
+        FrameAction::Corrupt { field: Corruption::MessageType { value } } if value.len() > 32 => {
+            Err(PlanError::OutOfRange {
+                at,
+                key: "action.field.value",
+                value: value.len().to_string(),
+                allowed: "a MessageType of at most 32 bytes",
+            })
+        }
         FrameAction::Corrupt { field: Corruption::PayloadByte { offset } } if *offset > MAX_TRUNCATE_LEN => {
             Err(out_of_range(at, "action.field.offset", offset, "at most 16 MiB"))
         }

@@ -637,6 +637,13 @@ impl FaultEngine {
                 }
                 None => false,
             },
+            Corruption::MessageType { value } => {
+                let mut field = [b' '; 32];
+                let v = value.as_bytes();
+                let n = v.len().min(32);
+                field[..n].copy_from_slice(&v[..n]);
+                put(&mut b, layout::MESSAGE_TYPE, &field)
+            }
             Corruption::PayloadByte { offset } => {
                 let start = info.map_or(HEADER_SIZE, |i| i.payload_start);
                 match start.checked_add(*offset).and_then(|at| b.get_mut(at)) {

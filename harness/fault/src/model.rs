@@ -415,6 +415,9 @@ pub enum Corruption {
     MessageId {},
     /// Rewrite the MessageType padding with NUL bytes instead of spaces.
     TypeNulPadding {},
+    /// Rewrite MessageType as `value` (at most 32 bytes), padded with spaces: a type the
+    /// receiver does not know, or one of another channel.
+    MessageType { value: String },
     /// Invert the bits of payload byte `offset`, keeping the old digest so it mismatches.
     PayloadByte { offset: usize },
 }
@@ -429,6 +432,7 @@ impl Corruption {
             Corruption::SequenceNumber { .. } => "sequence_number",
             Corruption::MessageId {} => "message_id",
             Corruption::TypeNulPadding {} => "type_nul_padding",
+            Corruption::MessageType { .. } => "message_type",
             Corruption::PayloadByte { .. } => "payload_byte",
         }
     }

@@ -150,7 +150,10 @@ impl Observed {
         for (i, r) in trace.records.iter().enumerate() {
             let t = r.t;
             o.end_t = o.end_t.max(t);
-            if !matches!(r.what, What::Event { .. }) {
+            // Events emitted while a delivery is processed follow it at the same instant, possibly
+            // after the replies the machine wrote (its ack); a later instant or another delivery
+            // ends that context.
+            if delivering.is_some_and(|(_, _, d)| trace.records.get(d).is_none_or(|x| x.t != t)) {
                 delivering = None;
             }
             match &r.what {

@@ -274,7 +274,7 @@ pub fn check(cx: &Cx<'_>, req: Req) -> Outcome {
         Frame010 => keeps_reading_after_malformed(cx),
         Frame011 => receiver_drops_invalid(cx, Frame011, |d| d.violations.iter().any(|v| v.0 == Frame011)),
         Frame013 => empty_payload_decoded(cx),
-        Type002 => not_ex("no unknown message type was sent to the side under test"),
+        Type002 => type002(cx),
         Type005 => type005(cx),
         Open002 => open002(cx),
         Open003 => open003(cx),
@@ -294,6 +294,7 @@ pub fn check(cx: &Cx<'_>, req: Req) -> Outcome {
         Ord004 => ord004(cx),
         Rtx001 => rtx001(cx),
         Rtx002 => rtx002(cx),
+        Rtx003 => rtx003(cx),
         Rtx004 => rtx004(cx),
         Rtx005 => rtx005(cx),
         Rtx006 => resend_limit(cx, Role::Client),
@@ -441,6 +442,30 @@ fn empty_payload_decoded(cx: &Cx<'_>) -> Outcome {
         }
     }
     not_ex("no 120-byte empty stream frame reached the side under test")
+}
+
+fn type002(cx: &Cx<'_>) -> Outcome {
+    let s = cx.s();
+    let unknown: Vec<&Frame> = s
+        .delivered
+        .iter()
+        .filter(|f| {
+            f.f.as_ref().is_some_and(|d| matches!(d.message_type, MessageType::Other(_)) && d.is_valid())
+        })
+        .collect();
+    if unknown.is_empty() {
+        return not_ex("no frame of an unknown type reached the side under test");
+    }
+    for f in &unknown {
+        if let Some(e) = s.events.iter().find(|e| e.cause == Some(f.i) && e.kind == "ended") {
+            return fail(format!("a frame of an unknown type ended the session: {}", e.v), Some(e.t));
+        }
+    }
+    let peer_stream = cx.sut.peer().outbound_stream().name();
+    if let Some((t, a)) = s.acks_written().find(|(_, a)| a.message_type != peer_stream) {
+        return fail(format!("acknowledged a frame of type {:?}", a.message_type), Some(t));
+    }
+    pass(format!("{} frames of unknown types ignored", unknown.len()))
 }
 
 fn type005(cx: &Cx<'_>) -> Outcome {
@@ -1012,6 +1037,74 @@ fn rtx002(cx: &Cx<'_>) -> Outcome {
         not_ex("no message needed a retransmission")
     } else {
         pass("the oldest unacknowledged message was always resent within the maximum RTO")
+    }
+}
+
+/// The first retransmission of a message comes one RTO after its first copy, where the RTO is
+/// what 5.5 gives for the round trips the side under test has measured so far. Only unambiguous
+/// samples (messages sent once and acknowledged) feed the replayed estimator, and only messages
+/// sent after nothing but unambiguous samples are judged, so the prediction is exact for both
+/// ways of timing a sample.
+fn rtx003(cx: &Cx<'_>) -> Outcome {
+    let acks = cx.acks_to_sut();
+    let copies = cx.sut_copies();
+    let mut samples: Vec<(u64, u64)> = Vec::new(); // (time of the ack, sample)
+    let mut ambiguous_from = u64::MAX;
+    for (seq, c) in &copies {
+        let Some(&a) = acks.get(seq) else { continue };
+        if c.len() == 1 {
+            samples.push((a, a.saturating_sub(c[0].0)));
+        } else {
+            ambiguous_from = ambiguous_from.min(a);
+        }
+    }
+    samples.sort();
+    let mut n = 0;
+    for (seq, c) in &copies {
+        if c.len() < 2 || c[0].0 >= ambiguous_from {
+            continue;
+        }
+        let (first, second) = (c[0].0, c[1].0);
+        // Judge the oldest unacknowledged message only: behind it, a sender that resends only
+        // the head waits longer (RTX-005 judges that).
+        let behind = copies
+            .range(..*seq)
+            .any(|(s, c)| !abandoned(cx, *s, c, &acks) && acks.get(s).is_none_or(|&a| a > first));
+        if behind {
+            continue;
+        }
+        // Only a resend on the same connection, with the peer up, says anything about the RTO.
+        if !cx.connected(first) || cx.s().closed.iter().any(|x| x.0 > first && x.0 <= second) {
+            continue;
+        }
+        let mut e = ssm_channel::rto::RtoEstimator::default();
+        for &(at, r) in samples.iter().filter(|(at, _)| *at <= first) {
+            let _ = at;
+            e.on_sample(std::time::Duration::from_nanos(r));
+        }
+        // Samples arriving between the send and the resend change the RTO meanwhile.
+        if samples.iter().any(|(at, _)| *at > first && *at < second) {
+            continue;
+        }
+        let rto = u64::try_from(e.rto().as_nanos()).unwrap_or(u64::MAX);
+        let gap = second - first;
+        n += 1;
+        if gap + SLACK < rto || gap > rto + TICK + SLACK {
+            return fail(
+                format!(
+                    "seq {seq} first resent after {}; the RTO from {} measured round trips is {} (check every 100 ms)",
+                    ms(gap),
+                    samples.iter().filter(|(at, _)| *at <= first).count(),
+                    ms(rto)
+                ),
+                Some(second),
+            );
+        }
+    }
+    if n == 0 {
+        not_ex("no message was resent after unambiguous round-trip samples")
+    } else {
+        pass(format!("{n} first resends one RTO (5.5) after the send"))
     }
 }
 
