@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::{self, Status};
 use crate::output::Output;
-use crate::{explore_cmd, frame_cmd, mutants_cmd, run_cmd};
+use crate::{explore_cmd, frame_cmd, mutants_cmd, requirements_cmd, run_cmd};
 
 /// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Run the suite against every mutant and show which scenarios catch it
     Mutants(mutants_cmd::MutantsArgs),
+    /// The coverage matrix: every requirement, the scenarios citing it, its last outcome
+    Requirements(requirements_cmd::RequirementsArgs),
     /// Decode, check and build single data-channel frames
     Frame(frame_cmd::FrameArgs),
     /// Run random fault schedules on base scenarios and shrink every failure to a regression
@@ -32,6 +34,7 @@ impl Cli {
         match &self.command {
             Command::Run(args) => run_cmd::run(args, out),
             Command::Mutants(args) => mutants_cmd::run(args, out),
+            Command::Requirements(args) => requirements_cmd::run(args, out),
             Command::Frame(args) => frame_cmd::run(args, out),
             Command::Explore(args) => explore_cmd::run(args, out),
         }
@@ -66,6 +69,11 @@ mod tests {
     #[test]
     fn help_run() {
         insta::assert_snapshot!(help(&["run"]));
+    }
+
+    #[test]
+    fn help_requirements() {
+        insta::assert_snapshot!(help(&["requirements"]));
     }
 
     #[test]

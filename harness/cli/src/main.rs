@@ -9,6 +9,7 @@ mod frame_cmd;
 mod input;
 mod mutants_cmd;
 mod output;
+mod requirements_cmd;
 mod run_cmd;
 
 use std::process::ExitCode;
