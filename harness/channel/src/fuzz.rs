@@ -307,15 +307,14 @@ impl World {
             }
             Valid::ChannelClosed => {
                 f.message_type = MessageType::ChannelClosed;
-                f.payload = payload::to_go_json(&ChannelClosed {
-                    message_id: id.hyphenated().to_string(),
-                    created_date: self.peer_clock.to_string(),
-                    destination_id: "i-0123456789abcdef0".into(),
-                    session_id: "harness-0123456789abcdef0".into(),
-                    message_type: "channel_closed".into(),
-                    schema_version: 1,
-                    output: String::from_utf8_lossy(&f.payload).into_owned(),
-                });
+                let output = String::from_utf8_lossy(&f.payload).into_owned();
+                f.payload = payload::to_go_json(&ChannelClosed::new(
+                    id,
+                    self.peer_clock,
+                    "i-0123456789abcdef0",
+                    "harness-0123456789abcdef0",
+                    &output,
+                ));
             }
             Valid::Pause => {
                 f.message_type = MessageType::PausePublication;

@@ -1057,15 +1057,21 @@ impl Channel {
             seq += 1;
         }
         let content = AcknowledgeContent::for_message(&wire.message_type, wire.message_id, seq);
+        self.send_control(now, MessageType::Acknowledge, payload::to_go_json(&content), commit);
+    }
+
+    /// A non-stream frame (acknowledge, agent_session_state): SequenceNumber 0, Flags SYN|FIN,
+    /// PayloadType 0 (TYPE-004).
+    fn send_control(&mut self, now: Time, message_type: MessageType, payload: Vec<u8>, commit: Option<i64>) {
         let frame = Frame {
-            message_type: MessageType::Acknowledge,
+            message_type,
             schema_version: 1,
             created_date_ms: self.created_date(now),
             sequence_number: 0,
             flags: HeaderFlags::SYN_FIN,
             message_id: self.rng.uuid_v4(),
             payload_type: PayloadType::NONE,
-            payload: payload::to_go_json(&content),
+            payload,
         };
         let bytes = self.encode(&frame);
         self.transmits.push_back((Transmit::Binary(bytes), commit));
@@ -1218,18 +1224,7 @@ impl Channel {
             session_state: state.to_owned(),
             session_id: self.cfg.session_id.clone(),
         };
-        let frame = Frame {
-            message_type: MessageType::AgentSessionState,
-            schema_version: 1,
-            created_date_ms: self.created_date(now),
-            sequence_number: 0,
-            flags: HeaderFlags::SYN_FIN,
-            message_id: self.rng.uuid_v4(),
-            payload_type: PayloadType::NONE,
-            payload: payload::to_go_json(&content),
-        };
-        let bytes = self.encode(&frame);
-        self.transmits.push_back((Transmit::Binary(bytes), None));
+        self.send_control(now, MessageType::AgentSessionState, payload::to_go_json(&content), None);
     }
 
     fn flush_unsent(&mut self, now: Time) {

@@ -352,15 +352,13 @@ impl Pair {
         let now = self.now;
         let latency = self.latency;
         for role in [Role::Client, Role::Agent] {
-            let body = ChannelClosed {
-                message_id: "00000000-0000-4000-8000-000000000000".into(),
-                created_date: (1_700_000_000_000 + now.as_millis()).to_string(),
-                destination_id: "i-0123456789abcdef0".into(),
-                session_id: "harness-0123456789abcdef0".into(),
-                message_type: "channel_closed".into(),
-                schema_version: 1,
-                output: output.into(),
-            };
+            let body = ChannelClosed::new(
+                uuid::Uuid::from_u128(0x4000_8000_0000_0000_0000),
+                1_700_000_000_000 + now.as_millis(),
+                "i-0123456789abcdef0",
+                "harness-0123456789abcdef0",
+                output,
+            );
             let bytes = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
             let s = self.side(role);
             if s.up {

@@ -664,15 +664,13 @@ impl FaultEngine {
         let created_date_ms = self.epoch_ms.saturating_add(now);
         let payload = match f {
             InjectFrame::PausePublication {} | InjectFrame::StartPublication {} => Vec::new(),
-            InjectFrame::ChannelClosed { output } => payload::to_go_json(&payload::ChannelClosed {
-                message_id: message_id.hyphenated().to_string(),
-                created_date: created_date_ms.to_string(),
-                destination_id: self.destination_id.clone(),
-                session_id: self.session_id.clone(),
-                message_type: "channel_closed".to_owned(),
-                schema_version: 1,
-                output: output.clone(),
-            }),
+            InjectFrame::ChannelClosed { output } => payload::to_go_json(&payload::ChannelClosed::new(
+                message_id,
+                created_date_ms,
+                &self.destination_id,
+                &self.session_id,
+                output,
+            )),
         };
         Frame {
             message_type: f.message_type(),

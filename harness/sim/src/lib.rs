@@ -814,15 +814,10 @@ impl World<'_> {
             if !self.sides[idx(r)].opened {
                 continue;
             }
-            let body = ChannelClosed {
-                message_id: self.rng.uuid_v4().hyphenated().to_string(),
-                created_date: (1_700_000_000_000 + self.now.as_millis()).to_string(),
-                destination_id: "i-0123456789abcdef0".into(),
-                session_id: "harness-0123456789abcdef0".into(),
-                message_type: "channel_closed".into(),
-                schema_version: 1,
-                output: output.into(),
-            };
+            let id = self.rng.uuid_v4();
+            let created = 1_700_000_000_000 + self.now.as_millis();
+            let body =
+                ChannelClosed::new(id, created, "i-0123456789abcdef0", "harness-0123456789abcdef0", output);
             let bytes = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
             self.service_send(r, bytes);
         }

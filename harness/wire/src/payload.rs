@@ -209,6 +209,28 @@ pub struct ChannelClosed {
     pub output: String,
 }
 
+impl ChannelClosed {
+    /// The payload the service sends: `MessageType` `channel_closed`, `SchemaVersion` 1 and
+    /// `CreatedDate` as decimal epoch milliseconds.
+    pub fn new(
+        message_id: uuid::Uuid,
+        created_ms: u64,
+        destination_id: &str,
+        session_id: &str,
+        output: &str,
+    ) -> Self {
+        ChannelClosed {
+            message_id: message_id.hyphenated().to_string(),
+            created_date: created_ms.to_string(),
+            destination_id: destination_id.to_owned(),
+            session_id: session_id.to_owned(),
+            message_type: "channel_closed".to_owned(),
+            schema_version: 1,
+            output: output.to_owned(),
+        }
+    }
+}
+
 /// agent_session_state payload (4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
