@@ -103,6 +103,9 @@ pub struct ServiceSpec {
     pub terminated_resume: TerminatedResume,
     /// ResumeSession returns a new StreamUrl each time.
     pub rotate_stream_url: bool,
+    /// The client's first websocket opens this much later than the agent's (a user who starts
+    /// the session and whose client is slow to connect, amazon-ssm-agent#519).
+    pub client_first_connect_delay_ms: u64,
 }
 
 impl Default for ServiceSpec {
@@ -114,6 +117,7 @@ impl Default for ServiceSpec {
             bye_interval_ms: None,
             terminated_resume: TerminatedResume::Error,
             rotate_stream_url: false,
+            client_first_connect_delay_ms: 0,
         }
     }
 }

@@ -19,6 +19,9 @@ use ssm_spec::Req;
 use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
 use ssm_wire::{Frame, HeaderFlags, MessageType};
 
+/// The most records one run may produce; a run that reaches it ends as not finished.
+pub const MAX_TRACE_RECORDS: usize = 1_500_000;
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct SimInput<'a> {
@@ -231,6 +234,16 @@ impl World<'_> {
             }
             if matches!(self.cursor, Cursor::Done) && self.is_settled() {
                 return RunEnd::Settled;
+            }
+            if self.trace.records.len() >= MAX_TRACE_RECORDS {
+                // A run that floods (say, a sender retransmitting thousands of messages for
+                // minutes) ends here rather than exhausting memory.
+                return RunEnd::DidNotFinish {
+                    waiting_for: format!(
+                        "the trace limit of {MAX_TRACE_RECORDS} records; {}",
+                        self.waiting_for()
+                    ),
+                };
             }
             let Some(next) = self.next_time() else {
                 return if matches!(self.cursor, Cursor::Done) {
@@ -624,7 +637,10 @@ impl World<'_> {
         self.record(What::Event { role: r, event: value });
         match ev {
             Event::Connect { url, .. } => {
-                let at = self.now + Duration::from_millis(self.sc.link.latency_ms);
+                let mut at = self.now + Duration::from_millis(self.sc.link.latency_ms);
+                if r == Role::Client && self.sides[0].opens_accepted == 0 {
+                    at = at + Duration::from_millis(self.sc.service.client_first_connect_delay_ms);
+                }
                 self.pending.push((at, Pending::Upgrade { role: r, url }));
             }
             Event::CloseTransport => self.close_side(r, Some(1000), "closed by its machine"),
