@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
-use ssm_wire::{Frame, HeaderFlags, MessageType, PayloadType};
+use ssm_wire::{Frame, MessageType, PayloadType};
 
 use crate::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, Role, SessionKind, Time, Transmit,
@@ -370,18 +370,12 @@ impl Pair {
 
     /// A frame as the service would send it (pause/start_publication, channel_closed).
     pub fn service_frame(&self, t: MessageType, payload: Vec<u8>) -> Vec<u8> {
-        Frame {
-            message_type: t,
-            schema_version: 1,
-            created_date_ms: 1_700_000_000_000 + self.now.as_millis(),
-            sequence_number: 0,
-            flags: HeaderFlags::NONE,
-            message_id: uuid::Uuid::from_u128(
-                0x5ca1ab1e_0000_4000_8000_000000000000 + u128::from(self.now.as_millis()),
-            ),
-            payload_type: PayloadType::NONE,
+        Frame::service(
+            t,
+            1_700_000_000_000 + self.now.as_millis(),
+            uuid::Uuid::from_u128(0x5ca1ab1e_0000_4000_8000_000000000000 + u128::from(self.now.as_millis())),
             payload,
-        }
+        )
         .encode_with(&ssm_wire::Overrides::default())
     }
 

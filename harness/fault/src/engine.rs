@@ -6,7 +6,7 @@ use serde::Serialize;
 use ssm_channel::rng::Rng;
 use ssm_wire::layout::{self, HEADER_SIZE};
 use ssm_wire::payload::{self, Payload};
-use ssm_wire::{Frame, HeaderFlags, MessageType, Overrides, PayloadType};
+use ssm_wire::{Frame, MessageType, Overrides};
 
 use crate::check::{PlanError, MAX_COPIES};
 use crate::model::{
@@ -672,17 +672,8 @@ impl FaultEngine {
                 output,
             )),
         };
-        Frame {
-            message_type: f.message_type(),
-            schema_version: 1,
-            created_date_ms,
-            sequence_number: 0,
-            flags: HeaderFlags::NONE,
-            message_id,
-            payload_type: PayloadType::NONE,
-            payload,
-        }
-        .encode_with(&Overrides::default())
+        Frame::service(f.message_type(), created_date_ms, message_id, payload)
+            .encode_with(&Overrides::default())
     }
 
     /// Decides what happens to one control-plane call. Every rule counts the calls meeting its

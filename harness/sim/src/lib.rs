@@ -17,7 +17,7 @@ use ssm_scenario::trace::{summarize, MsgKind};
 use ssm_scenario::{Trace, What};
 use ssm_spec::Req;
 use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
-use ssm_wire::{Frame, HeaderFlags, MessageType};
+use ssm_wire::{Frame, MessageType};
 
 /// The most records one run may produce; a run that reaches it ends as not finished.
 pub const MAX_TRACE_RECORDS: usize = 1_500_000;
@@ -797,17 +797,8 @@ impl World<'_> {
     }
 
     fn service_frame(&mut self, t: MessageType, payload: Vec<u8>) -> Vec<u8> {
-        Frame {
-            message_type: t,
-            schema_version: 1,
-            created_date_ms: 1_700_000_000_000 + self.now.as_millis(),
-            sequence_number: 0,
-            flags: HeaderFlags::NONE,
-            message_id: self.rng.uuid_v4(),
-            payload_type: PayloadType::NONE,
-            payload,
-        }
-        .encode_with(&ssm_wire::Overrides::default())
+        Frame::service(t, 1_700_000_000_000 + self.now.as_millis(), self.rng.uuid_v4(), payload)
+            .encode_with(&ssm_wire::Overrides::default())
     }
 
     fn service_send(&mut self, to: Role, bytes: Vec<u8>) {

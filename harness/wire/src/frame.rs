@@ -69,6 +69,27 @@ impl Frame {
         out
     }
 
+    /// A frame as the service sends it (pause/start_publication, channel_closed): SchemaVersion
+    /// 1, SequenceNumber 0, Flags 0, PayloadType 0. Those header values are not visible in
+    /// either reference; these are the ones the golden `channel_closed` vector uses.
+    pub fn service(
+        message_type: MessageType,
+        created_date_ms: u64,
+        message_id: Uuid,
+        payload: Vec<u8>,
+    ) -> Frame {
+        Frame {
+            message_type,
+            schema_version: 1,
+            created_date_ms,
+            sequence_number: 0,
+            flags: HeaderFlags::NONE,
+            message_id,
+            payload_type: PayloadType::NONE,
+            payload,
+        }
+    }
+
     /// Size of the encoded frame.
     pub fn encoded_len(&self) -> usize {
         HEADER_SIZE + self.payload.len()
