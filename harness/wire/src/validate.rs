@@ -67,6 +67,18 @@ impl Violation {
         }
     }
 
+    /// The requirement the *sender* of the frame broke (a receiver-side id such as FRAME-008
+    /// "verify the digest" implies the sender's FRAME-007 "write the digest").
+    pub fn sender_req(&self) -> Req {
+        match self {
+            Violation::DigestMismatch { .. } | Violation::PayloadLength { .. } => Req::Frame007,
+            Violation::HeaderLengthZero | Violation::HeaderLength(_) => Req::Frame002,
+            Violation::EmptyMessageType => Req::Frame003,
+            Violation::CreatedDateZero(_) => Req::Frame005,
+            other => other.req(),
+        }
+    }
+
     /// Drop the frame, or note the violation and process it.
     pub fn disposition(&self) -> Disposition {
         match self.req() {

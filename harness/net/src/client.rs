@@ -1,0 +1,370 @@
+//! The reference client over real sockets: the client role of the shared machine driven by tokio
+//! and tokio-tungstenite, with ResumeSession / TerminateSession through a [`ControlPlane`].
+//!
+//! The driver follows house rule 2: after every input it drains transmits, then events, then
+//! waits for the earliest of the websocket, the control plane, the application and the
+//! machine's timeout.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use ssm_channel::{
+    ApiCall, ApiResult, Behaviour, Channel, Config, EndReason, Event, PayloadType, PeerViolation, Role,
+    SendError, Time, Transmit,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::control::ControlPlane;
+
+/// The StartSession answer the client is started with (protocol reference 6.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartSessionResponse {
+    pub session_id: String,
+    pub token_value: String,
+    pub stream_url: String,
+}
+
+/// How the client runs.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub session: StartSessionResponse,
+    pub behaviour: Behaviour,
+    /// Seeds message ids and reconnect jitter.
+    pub seed: u64,
+    /// PEM certificates to trust for `wss://` (a TLS mock); system roots otherwise.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Terminal size reported when a shell session starts.
+    pub size: (u32, u32),
+    /// After the input ends and everything sent is acknowledged, wait this long for more
+    /// output, then terminate the session.
+    pub eof_grace: Duration,
+}
+
+/// Application input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Data(Vec<u8>),
+    /// The input ended (stdin EOF).
+    Eof,
+    /// Ctrl-C: sent to a shell as 0x03, ends a port session (6.8).
+    Interrupt,
+}
+
+/// Application output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How a client run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOutcome {
+    pub end: EndReason,
+    /// The process exit status the plugin convention gives this end.
+    pub exit_code: i32,
+    /// The agent's ExitCode payload, if one arrived.
+    pub remote_exit_code: Option<i32>,
+    /// Websockets opened (1 + reconnects).
+    pub opens: u32,
+    /// Requirements the peer was seen to break.
+    pub violations: Vec<PeerViolation>,
+    /// The tokens used by each open, in order (the first is the StartSession token).
+    pub tokens: Vec<String>,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+enum DriverMsg {
+    Connected { gen: u64, ws: Box<Ws> },
+    ConnectFailed { gen: u64, why: String },
+    Api(ApiResult),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The exit status for an end (the plugin exits 0 when the service closes the channel or says
+/// the session timed out, 6.6 and 6.8).
+fn exit_status(end: &EndReason, remote: Option<i32>) -> i32 {
+    match end {
+        EndReason::ChannelClosed { .. } => remote.unwrap_or(0),
+        EndReason::TimedOut | EndReason::Terminated => 0,
+        EndReason::Finished { exit_code } => exit_code.unwrap_or(0),
+        _ => 1,
+    }
+}
+
+async fn connect(url: String, ca_pem: Option<Vec<u8>>) -> Result<Ws, String> {
+    let req = url.as_str().into_client_request().map_err(|e| format!("bad StreamUrl {url:?}: {e}"))?;
+    let connector = if url.starts_with("wss://") {
+        let cfg = match &ca_pem {
+            Some(pem) => crate::tls::client_config_from_pem(pem),
+            None => crate::tls::client_config_webpki(),
+        }
+        .map_err(|e| e.to_string())?;
+        Some(tokio_tungstenite::Connector::Rustls(cfg))
+    } else {
+        None
+    };
+    let cfg = WebSocketConfig::default().max_message_size(Some(16 << 20));
+    // The 2024 plugin's dialer gives the handshake 45 s (6.2).
+    let fut = tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
+    match tokio::time::timeout(Duration::from_secs(45), fut).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("websocket handshake timed out".into()),
+    }
+}
+
+async fn next_ws(ws: &mut Option<Box<Ws>>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one session to its end.
+pub async fn run(
+    opts: ClientOptions,
+    control: Arc<dyn ControlPlane>,
+    mut input: mpsc::Receiver<Input>,
+    output: mpsc::UnboundedSender<Output>,
+) -> ClientOutcome {
+    let base = Instant::now();
+    let now = |b: Instant| Time::from_nanos(b.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+    let mut cfg = Config::new(Role::Client, opts.behaviour.clone(), opts.seed);
+    cfg.session_id = opts.session.session_id.clone();
+    cfg.token = opts.session.token_value.clone();
+    cfg.stream_url = opts.session.stream_url.clone();
+    cfg.epoch_ms = now_ms();
+    let session_id = cfg.session_id.clone();
+    let mut m = Channel::new(Time::ZERO, cfg);
+    let (tx, mut rx) = mpsc::channel::<DriverMsg>(16);
+    let mut ws: Option<Box<Ws>> = None;
+    let mut gen = 0u64;
+    let mut ready = false;
+    let mut input_open = true;
+    let mut pending: Option<Vec<u8>> = None;
+    let mut eof_at: Option<Instant> = None;
+    let mut last_output = Instant::now();
+    let mut terminating = false;
+    let mut remote_exit = None;
+    let mut out = ClientOutcome {
+        end: EndReason::Terminated,
+        exit_code: 0,
+        remote_exit_code: None,
+        opens: 0,
+        violations: Vec::new(),
+        tokens: Vec::new(),
+    };
+    loop {
+        // Transmits first, then events (house rule 2).
+        while let Some(t) = m.poll_transmit() {
+            let msg = match t {
+                Transmit::Text(b) => Message::Text(String::from_utf8_lossy(&b).into_owned().into()),
+                Transmit::Binary(b) => Message::Binary(b.into()),
+                Transmit::Ping(b) => Message::Ping(b.into()),
+            };
+            if let Some(w) = ws.as_mut() {
+                if let Err(e) = w.send(msg).await {
+                    tracing::info!("websocket write failed: {e}");
+                    ws = None;
+                    m.handle_transport_lost(now(base));
+                }
+            }
+        }
+        while let Some(ev) = m.poll_event() {
+            match ev {
+                Event::Connect { url, token } => {
+                    gen += 1;
+                    out.tokens.push(token);
+                    let (tx, g, pem) = (tx.clone(), gen, opts.ca_pem.clone());
+                    tokio::spawn(async move {
+                        let msg = match connect(url, pem).await {
+                            Ok(w) => DriverMsg::Connected { gen: g, ws: Box::new(w) },
+                            Err(why) => DriverMsg::ConnectFailed { gen: g, why },
+                        };
+                        let _ = tx.send(msg).await;
+                    });
+                }
+                Event::CloseTransport => {
+                    if let Some(mut w) = ws.take() {
+                        let _ = w.as_mut().close(None).await;
+                    }
+                }
+                Event::Api(call) => {
+                    let (tx, control) = (tx.clone(), control.clone());
+                    tokio::spawn(async move {
+                        let res = match call {
+                            ApiCall::ResumeSession { session_id } => {
+                                match control.resume_session(&session_id).await {
+                                    Ok(r) => ApiResult::Resumed { token: r.token, stream_url: r.stream_url },
+                                    Err(e) => ApiResult::Error(e),
+                                }
+                            }
+                            ApiCall::TerminateSession { session_id } => {
+                                match control.terminate_session(&session_id).await {
+                                    Ok(()) => ApiResult::Terminated,
+                                    Err(e) => ApiResult::Error(e),
+                                }
+                            }
+                            ApiCall::CreateDataChannel { .. } => {
+                                ApiResult::Error(ssm_channel::ApiError::Internal)
+                            }
+                        };
+                        let _ = tx.send(DriverMsg::Api(res)).await;
+                    });
+                }
+                Event::SessionReady { session_type } => {
+                    ready = true;
+                    if session_type == ssm_wire::payload::session_type::STANDARD_STREAM
+                        || session_type == ssm_wire::payload::session_type::INTERACTIVE_COMMANDS
+                    {
+                        let size = ssm_wire::payload::Size { cols: opts.size.0, rows: opts.size.1 };
+                        let _ = m.send(now(base), PayloadType::SIZE, &ssm_wire::payload::to_go_json(&size));
+                    }
+                }
+                Event::Data { payload_type, bytes, .. } => {
+                    last_output = Instant::now();
+                    let o = if payload_type == PayloadType::STDERR.0 {
+                        Output::Stderr(bytes)
+                    } else {
+                        Output::Stdout(bytes)
+                    };
+                    let _ = output.send(o);
+                }
+                Event::ExitCode { code } => remote_exit = Some(code),
+                Event::Violation(v) => {
+                    tracing::warn!(req = %v.req, "the agent broke a requirement: {}", v.detail);
+                    if out.violations.len() < 1000 {
+                        out.violations.push(v);
+                    }
+                }
+                Event::Ended(reason) => {
+                    if let EndReason::TimedOut = reason {
+                        let _ = output.send(Output::Stderr(
+                            format!("\nSession: {session_id} timed out.\n").into_bytes(),
+                        ));
+                    }
+                    if let Some(mut w) = ws.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), w.as_mut().close(None)).await;
+                    }
+                    out.exit_code = exit_status(&reason, remote_exit);
+                    out.remote_exit_code = remote_exit;
+                    out.end = reason;
+                    return out;
+                }
+                Event::Flag { .. } | Event::Note(_) => {}
+            }
+        }
+        // Input that could not be sent yet (buffer full, not ready) is retried first.
+        if ready {
+            if let Some(b) = pending.take() {
+                match m.send(now(base), PayloadType::OUTPUT, &b) {
+                    Ok(_) => continue,
+                    Err(SendError::Full(_)) | Err(SendError::NotReady) => pending = Some(b),
+                    Err(e) => tracing::info!("input not sent: {e}"),
+                }
+            }
+        }
+        if let Some(at) = eof_at {
+            if !terminating
+                && m.unacked() == 0
+                && pending.is_none()
+                && at.max(last_output) + opts.eof_grace <= Instant::now()
+            {
+                terminating = true;
+                m.terminate(now(base));
+                continue;
+            }
+        }
+        let eof_check = eof_at.filter(|_| !terminating).map(|at| at.max(last_output) + opts.eof_grace);
+        let deadline = match (m.poll_timeout().map(|t| base + Duration::from_nanos(t.as_nanos())), eof_check)
+        {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let want_input = ready && input_open && pending.is_none();
+        tokio::select! {
+            msg = next_ws(&mut ws) => {
+                let t = now(base);
+                match msg {
+                    Some(Ok(Message::Binary(b))) => m.handle_binary(t, &b),
+                    Some(Ok(Message::Text(s))) => m.handle_text(t, s.as_bytes()),
+                    Some(Ok(Message::Pong(_))) => m.handle_pong(t),
+                    Some(Ok(Message::Ping(_))) | Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(c))) => {
+                        tracing::info!("websocket closed by the service: {c:?}");
+                        ws = None;
+                        m.handle_transport_lost(t);
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!("websocket read error: {e}");
+                        ws = None;
+                        m.handle_transport_lost(t);
+                    }
+                    None => {
+                        ws = None;
+                        m.handle_transport_lost(t);
+                    }
+                }
+            }
+            d = rx.recv() => {
+                let t = now(base);
+                match d {
+                    Some(DriverMsg::Connected { gen: g, ws: w }) if g == gen => {
+                        ws = Some(w);
+                        out.opens += 1;
+                        m.handle_transport_open(t);
+                    }
+                    Some(DriverMsg::ConnectFailed { gen: g, why }) if g == gen => {
+                        tracing::info!("websocket connect failed: {why}");
+                        m.handle_transport_lost(t);
+                    }
+                    Some(DriverMsg::Api(r)) => m.handle_api_result(t, r),
+                    Some(_) | None => {}
+                }
+            }
+            i = input.recv(), if want_input => {
+                let t = now(base);
+                match i {
+                    Some(Input::Data(b)) if !b.is_empty() => match m.send(t, PayloadType::OUTPUT, &b) {
+                        Ok(_) => {}
+                        Err(SendError::Full(_)) | Err(SendError::NotReady) => pending = Some(b),
+                        Err(e) => tracing::info!("input not sent: {e}"),
+                    },
+                    Some(Input::Data(_)) => {}
+                    Some(Input::Interrupt) => {
+                        if m.is_ready() {
+                            let _ = m.send(t, PayloadType::OUTPUT, &[0x03]);
+                        }
+                    }
+                    Some(Input::Eof) | None => {
+                        input_open = false;
+                        eof_at = Some(Instant::now());
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {
+                m.handle_timeout(now(base));
+            }
+        }
+    }
+}

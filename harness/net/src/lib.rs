@@ -1,0 +1,15 @@
+//! ssm-harness over real sockets.
+//!
+//! - [`mock`]: an SSM service on loopback that real clients accept (awsJson1_1 API with SigV4
+//!   verification, the data-channel websocket with the agent machine behind it, TLS).
+//! - [`sigv4`]: SigV4 verification built on `aws-sigv4`.
+//! - [`tls`]: the self-signed certificate and client configurations.
+//!
+//! Everything here binds loopback addresses only.
+
+#[cfg(feature = "aws-sdk")]
+pub mod client;
+pub mod control;
+pub mod mock;
+pub mod sigv4;
+pub mod tls;

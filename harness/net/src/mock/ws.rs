@@ -1,0 +1,293 @@
+//! The data-channel websocket of the mock: the upgrade (unsigned, or SigV4-signed for
+//! `ssmmessages`), the OpenDataChannel check, and the pump between one client connection and its
+//! session.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ssm_spec::Req;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::api::AwsError;
+use super::config::Strictness;
+use super::registry::TokenCheck;
+use super::session::{ToSession, WsOut, CONN_QUEUE};
+use super::{aws_error_response, Body, Shared};
+use crate::sigv4;
+
+/// Close code for a refused OpenDataChannel (the same code the simulator's service uses).
+pub const CLOSE_REFUSED: u16 = 4001;
+/// Close code for a frame refused in strict mode.
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code for a message over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// How often the mock pings a client, and how many pings may go unanswered.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PINGS_UNANSWERED: u32 = 3;
+
+fn refuse(status: u16, code: &'static str, message: String) -> Response<Body> {
+    tracing::info!("websocket upgrade refused: {code}: {message}");
+    aws_error_response(&AwsError::new(status, code, message))
+}
+
+pub(crate) async fn upgrade(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    session_id: String,
+) -> Response<Body> {
+    let headers = req.headers();
+    let is_upgrade = headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get("sec-websocket-key").map(|k| k.as_bytes().to_vec()) else {
+        return refuse(400, "BadRequest", "not a websocket upgrade (no Sec-WebSocket-Key)".into());
+    };
+    if !is_upgrade || headers.get("sec-websocket-version").is_none_or(|v| v.as_bytes() != b"13") {
+        return refuse(400, "BadRequest", "not a websocket version 13 upgrade".into());
+    }
+    let query = req.uri().query().unwrap_or("");
+    if !query.split('&').any(|p| p == "role=publish_subscribe") {
+        let msg = format!("the data-channel URL has no role=publish_subscribe (query {query:?})");
+        if shared.cfg.strictness == Strictness::Strict {
+            return refuse(400, "BadRequest", msg);
+        }
+        shared.registry.record_violation(&session_id, Req::Open001, msg);
+    }
+    // SigV4 for `ssmmessages`: a signature that is present is verified (newer plugins sign the
+    // upgrade); unsigned upgrades (older plugins) are refused only with --require-ws-sigv4.
+    if sigv4::is_signed(req.uri(), headers) {
+        if let Some(v) = &shared.verifier {
+            if let Err(e) = v.verify(req.method(), req.uri(), headers, b"", "ssmmessages", SystemTime::now())
+            {
+                return refuse(e.http_status(), e.aws_code(), e.message());
+            }
+        }
+    } else if shared.cfg.require_ws_sigv4 {
+        return refuse(403, "MissingAuthenticationTokenException", "Missing Authentication Token".into());
+    }
+    // The token belongs in the first text frame; some clients put it in a header.
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    if bearer.is_some() {
+        let msg =
+            "the token was sent in an Authorization: Bearer header instead of the OpenDataChannel frame"
+                .to_owned();
+        if shared.cfg.strictness == Strictness::Strict {
+            return refuse(401, "BadRequest", msg);
+        }
+        shared.registry.record_violation(&session_id, Req::Open001, msg);
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let cfg = WebSocketConfig::default()
+                    .max_message_size(Some(shared.cfg.max_frame_size))
+                    .max_frame_size(Some(shared.cfg.max_frame_size));
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(cfg)).await;
+                connection(shared, ws, session_id, bearer).await;
+            }
+            Err(e) => tracing::info!("websocket upgrade failed: {e}"),
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("upgrade", HeaderValue::from_static("websocket"));
+    h.insert("connection", HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn close(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+}
+
+/// Reads the OpenDataChannel leniently: the token, plus the deviations seen.
+fn read_open(text: &str) -> Result<(String, Vec<String>), String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let mut deviations = Vec::new();
+    match v.get("MessageSchemaVersion") {
+        Some(serde_json::Value::String(s)) if s == "1.0" => {}
+        Some(serde_json::Value::String(s)) => {
+            deviations.push(format!("MessageSchemaVersion is {s:?}, not \"1.0\""))
+        }
+        Some(other) => deviations.push(format!("MessageSchemaVersion is {other}, not the string \"1.0\"")),
+        None => deviations.push("MessageSchemaVersion is missing".into()),
+    }
+    for key in ["RequestId", "ClientId"] {
+        if !v.get(key).is_some_and(serde_json::Value::is_string) {
+            deviations.push(format!("{key} is missing or not a string"));
+        }
+    }
+    let token = v.get("TokenValue").and_then(|t| t.as_str()).ok_or("TokenValue is missing")?;
+    Ok((token.to_owned(), deviations))
+}
+
+async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer: Option<String>) {
+    let reg = &shared.registry;
+    let strict = shared.cfg.strictness == Strictness::Strict;
+    let token = match bearer {
+        Some(t) => t,
+        None => match tokio::time::timeout(shared.cfg.open_timeout, ws.next()).await {
+            Err(_) => {
+                let why = format!("no OpenDataChannel within {:?}", shared.cfg.open_timeout);
+                reg.record_refusal(&session_id, why.clone());
+                close(&mut ws, CLOSE_REFUSED, &why).await;
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(Message::Text(t)))) => match read_open(t.as_str()) {
+                Ok((token, deviations)) => {
+                    for d in &deviations {
+                        reg.record_violation(&session_id, Req::Open001, format!("OpenDataChannel: {d}"));
+                    }
+                    if strict && !deviations.is_empty() {
+                        let why = format!("OpenDataChannel refused (strict): {}", deviations.join("; "));
+                        reg.record_refusal(&session_id, why.clone());
+                        close(&mut ws, CLOSE_REFUSED, &why).await;
+                        return;
+                    }
+                    token
+                }
+                Err(e) => {
+                    let why = format!("the first text frame is not an OpenDataChannel: {e}");
+                    reg.record_violation(&session_id, Req::Open001, why.clone());
+                    reg.record_refusal(&session_id, why.clone());
+                    close(&mut ws, CLOSE_REFUSED, &why).await;
+                    return;
+                }
+            },
+            Ok(Some(Ok(_))) => {
+                let why = "binary frame before OpenDataChannel".to_owned();
+                reg.record_violation(&session_id, Req::Open001, why.clone());
+                reg.record_refusal(&session_id, why.clone());
+                close(&mut ws, CLOSE_REFUSED, &why).await;
+                return;
+            }
+        },
+    };
+    let check = reg.check_token(&session_id, &token);
+    let session = reg.sender(&session_id);
+    let (TokenCheck::Ok, Some(session)) = (&check, session) else {
+        let why = format!("OpenDataChannel refused: {}", check.reason());
+        reg.record_refusal(&session_id, why.clone());
+        close(&mut ws, CLOSE_REFUSED, &why).await;
+        return;
+    };
+    reg.opened(&session_id);
+    let conn = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<WsOut>(CONN_QUEUE);
+    if session.send(ToSession::Opened { conn, tx }).await.is_err() {
+        close(&mut ws, CLOSE_REFUSED, "the session is terminated").await;
+        return;
+    }
+    let mut shutdown = shared.shutdown.clone();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut unanswered = 0u32;
+    let end: Option<(u16, String)> = loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(WsOut::Binary(b)) => {
+                    if ws.send(Message::Binary(b.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(WsOut::Close(code, why)) => break Some((code, why)),
+                Some(WsOut::Reset) => {
+                    let _ = session.send(ToSession::Closed { conn }).await;
+                    return;
+                }
+                None => break Some((1000, "the session ended".into())),
+            },
+            msg = ws.next() => {
+                unanswered = 0;
+                match msg {
+                    None => break None,
+                    Some(Err(e)) => {
+                        let capacity = matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_));
+                        tracing::info!(session = %session_id, conn, "websocket read error: {e}");
+                        if capacity {
+                            reg.record_violation(&session_id, Req::Frame001, format!("message refused: {e}"));
+                            break Some((CLOSE_TOO_BIG, format!("message too big: {e}")));
+                        }
+                        break None;
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Some(refusal) = check_frame(&shared, &session_id, &b, strict) {
+                            break Some((CLOSE_POLICY, refusal));
+                        }
+                        if session.send(ToSession::Binary { conn, bytes: b.to_vec() }).await.is_err() {
+                            break Some((1000, "the session ended".into()));
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        reg.record_violation(&session_id, Req::Open001, "text frame after OpenDataChannel".into());
+                    }
+                    Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                unanswered += 1;
+                if unanswered > PINGS_UNANSWERED {
+                    break Some((1001, "no response to pings".into()));
+                }
+                if ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await.is_err() {
+                    break None;
+                }
+            }
+            _ = shutdown.changed() => break Some((1001, "the mock service is shutting down".into())),
+        }
+    };
+    let _ = session.send(ToSession::Closed { conn }).await;
+    if let Some((code, why)) = end {
+        // Write what the session queued before its close (channel_closed precedes the close).
+        while let Ok(WsOut::Binary(b)) = rx.try_recv() {
+            let _ = ws.send(Message::Binary(b.into())).await;
+        }
+        close(&mut ws, code, &why).await;
+    }
+}
+
+/// Checks a client frame; returns the refusal reason in strict mode.
+fn check_frame(shared: &Shared, session_id: &str, bytes: &[u8], strict: bool) -> Option<String> {
+    let reg = &shared.registry;
+    let found: Vec<(Req, String)> = match ssm_wire::decode(bytes) {
+        Err(e) => vec![(Req::Frame001, format!("a binary message that is not a frame: {e}"))],
+        Ok(w) => w.validate().into_iter().map(|v| (v.sender_req(), v.to_string())).collect(),
+    };
+    if found.is_empty() {
+        return None;
+    }
+    for (req, detail) in &found {
+        reg.record_violation(session_id, *req, detail.clone());
+    }
+    if !strict {
+        return None;
+    }
+    found.first().map(|(req, detail)| format!("{req}: {detail}"))
+}
