@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::{self, Status};
 use crate::output::Output;
-use crate::{explore_cmd, frame_cmd, mutants_cmd, requirements_cmd, run_cmd};
+use crate::{client_cmd, explore_cmd, frame_cmd, mock_cmd, mutants_cmd, requirements_cmd, run_cmd};
 
 /// Conformance, fault-injection and fuzz harness for the SSM Session Manager data channel
 #[derive(Debug, Parser)]
@@ -26,6 +26,10 @@ enum Command {
     Frame(frame_cmd::FrameArgs),
     /// Run random fault schedules on base scenarios and shrink every failure to a regression
     Explore(explore_cmd::ExploreArgs),
+    /// Serve a mock SSM service on loopback (API with SigV4, data channel, agent) for real clients
+    Mock(mock_cmd::MockArgs),
+    /// The reference client, with the session-manager-plugin command line
+    Client(client_cmd::ClientArgs),
 }
 
 impl Cli {
@@ -37,6 +41,8 @@ impl Cli {
             Command::Requirements(args) => requirements_cmd::run(args, out),
             Command::Frame(args) => frame_cmd::run(args, out),
             Command::Explore(args) => explore_cmd::run(args, out),
+            Command::Mock(args) => mock_cmd::run(args, out),
+            Command::Client(args) => client_cmd::run(args, out),
         }
     }
 }
@@ -84,6 +90,16 @@ mod tests {
     #[test]
     fn help_explore() {
         insta::assert_snapshot!(help(&["explore"]));
+    }
+
+    #[test]
+    fn help_mock() {
+        insta::assert_snapshot!(help(&["mock"]));
+    }
+
+    #[test]
+    fn help_client() {
+        insta::assert_snapshot!(help(&["client"]));
     }
 
     #[test]

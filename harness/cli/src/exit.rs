@@ -21,6 +21,8 @@ pub enum Status {
     Violation,
     /// Exit with [`HARNESS`].
     Harness,
+    /// Exit with this status (`client`: the remote command's exit code).
+    Exit(u8),
 }
 
 impl Status {
@@ -30,6 +32,7 @@ impl Status {
             Status::Success => SUCCESS,
             Status::Violation => VIOLATION,
             Status::Harness => HARNESS,
+            Status::Exit(c) => c,
         }
     }
 }

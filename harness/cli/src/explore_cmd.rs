@@ -43,11 +43,11 @@ pub struct ExploreArgs {
     from_seed: u64,
     /// Implementation under test: conformant, plugin-2024 (a client), agent-2024 (an agent) or
     /// mutant:NAME
-    #[arg(long = "impl", default_value = "conformant", value_parser = parse_impl)]
+    #[arg(long = "impl", default_value = "conformant", value_parser = crate::run_cmd::parse_impl)]
     imp: ImplName,
     /// The harness's peer, playing the other role: conformant, plugin-2024, agent-2024 or
     /// mutant:NAME
-    #[arg(long, default_value = "conformant", value_parser = parse_impl)]
+    #[arg(long, default_value = "conformant", value_parser = crate::run_cmd::parse_impl)]
     peer: ImplName,
     /// Seeds run in parallel (default: the number of CPUs)
     #[arg(long)]
@@ -68,13 +68,6 @@ pub struct ExploreArgs {
     /// Internal: print the trace digest of seed --from-seed on this scenario and exit
     #[arg(long, hide = true, value_name = "ID")]
     trace_digest: Option<String>,
-}
-
-fn parse_impl(s: &str) -> Result<ImplName, String> {
-    s.parse::<ImplName>().map_err(|e| {
-        let names: Vec<&str> = ssm_channel::Mutant::ALL.iter().map(|m| m.name()).collect();
-        format!("{e}; mutants: {}", names.join(", "))
-    })
 }
 
 impl ExploreArgs {

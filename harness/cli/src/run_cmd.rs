@@ -67,7 +67,8 @@ pub struct RunArgs {
     backend: String,
 }
 
-fn parse_impl(s: &str) -> Result<ImplName, String> {
+/// Parses `--impl` values, listing the mutants on error.
+pub(crate) fn parse_impl(s: &str) -> Result<ImplName, String> {
     s.parse::<ImplName>().map_err(|e| {
         let names: Vec<&str> = ssm_channel::Mutant::ALL.iter().map(|m| m.name()).collect();
         format!("{e}; mutants: {}", names.join(", "))
