@@ -199,13 +199,16 @@ pub fn run(a: &MockArgs, out: &mut Output) -> anyhow::Result<Status> {
             s.push_str("Ctrl-C stops it.\n");
             out.write(s.as_bytes())?;
         }
-        let stop = async {
-            match a.duration_s {
-                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                None => crate::logging::interrupted().await,
-            }
-        };
-        stop.await;
+        let limit = a.duration_s.map(Duration::from_secs);
+        tokio::select! {
+            () = crate::logging::interrupted() => {}
+            () = async {
+                match limit {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
         diag!("mock: shutting down");
         m.shutdown().await;
         anyhow::Ok(())
