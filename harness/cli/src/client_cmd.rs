@@ -143,6 +143,7 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
             endpoint_url: p.endpoint_url.clone(),
             ca_pem: ca_pem.clone(),
             credentials: None,
+            disable_retries: false,
         })
         .await?;
         diag!("Starting session with SessionId: {session_id} (client {}, seed {seed})", a.profile_impl);
@@ -153,6 +154,9 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
             ca_pem,
             size: (80, 24),
             eof_grace: Duration::from_millis(500),
+            clock: None,
+            recorder: None,
+            first_connect_delay: Duration::ZERO,
         };
         let (itx, irx) = tokio::sync::mpsc::channel(64);
         let (otx, mut orx) = tokio::sync::mpsc::unbounded_channel();

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use ssm_channel::{Impl, ImplName, Mutant};
-use ssm_runner::{Backend, RunEvent, RunOptions};
+use ssm_runner::{RunEvent, RunOptions};
 use ssm_scenario::check::Verdict;
 
 use crate::exit::Status;
@@ -31,6 +31,12 @@ pub struct MutantsArgs {
     /// Scenarios run in parallel (default: the number of CPUs)
     #[arg(long)]
     jobs: Option<usize>,
+    /// Where the scenarios run: the simulator, or real loopback sockets (see `run --backend`)
+    #[arg(long, default_value = "sim", value_parser = ["sim", "mock"])]
+    backend: String,
+    /// With --backend mock: machine time runs this many times faster than real time
+    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=100))]
+    time_scale: u32,
 }
 
 /// How one mutant fared.
@@ -56,7 +62,7 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
     let mut scores = Vec::new();
     for m in mutants {
         let opts = RunOptions {
-            backend: Backend::Sim,
+            backend: crate::run_cmd::backend(&args.backend, args.time_scale),
             imp: ImplName { imp: Impl::Mutant(m), role: None },
             under_test: None,
             seed: args.seed,

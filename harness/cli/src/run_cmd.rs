@@ -62,9 +62,22 @@ pub struct RunArgs {
     /// Write this run's verdicts as an expected-results file
     #[arg(long, value_name = "FILE")]
     write_baseline: Option<PathBuf>,
-    /// Where the scenarios run (the simulator; the mock backend is not built yet)
-    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    /// Where the scenarios run: the simulator, or real loopback sockets (the mock service and
+    /// the reference client; every scenario is also simulated and a different verdict is an
+    /// ERROR)
+    #[arg(long, default_value = "sim", value_parser = ["sim", "mock"])]
     backend: String,
+    /// With --backend mock: machine time runs this many times faster than real time
+    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=100))]
+    time_scale: u32,
+}
+
+/// The backend a `--backend` value names.
+pub(crate) fn backend(name: &str, time_scale: u32) -> Backend {
+    match name {
+        "mock" => Backend::Mock { scale: time_scale },
+        _ => Backend::Sim,
+    }
 }
 
 /// Parses `--impl` values, listing the mutants on error.
@@ -152,7 +165,7 @@ pub fn run(args: &RunArgs, out: &mut Output) -> anyhow::Result<Status> {
     let (catalogue, xfails, scenarios) = load_inputs(&args.scenarios, &filters)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = RunOptions {
-        backend: Backend::Sim,
+        backend: backend(&args.backend, args.time_scale),
         imp: args.imp,
         under_test: args.under_test,
         seed: args.seed,

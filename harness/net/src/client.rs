@@ -21,7 +21,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::clock::Clock;
 use crate::control::ControlPlane;
+use crate::record::Recorder;
+use ssm_scenario::trace::{summarize, MsgKind};
+use ssm_scenario::What;
+use std::sync::atomic::Ordering;
 
 /// The StartSession answer the client is started with (protocol reference 6.1).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -46,6 +51,29 @@ pub struct ClientOptions {
     /// After the input ends and everything sent is acknowledged, wait this long for more
     /// output, then terminate the session.
     pub eof_grace: Duration,
+    /// The run's clock (real time unless a scenario run speeds it up).
+    pub clock: Option<Clock>,
+    /// Records the run as a trace (scenario runs over real sockets).
+    pub recorder: Option<Recorder>,
+    /// Wait this long (machine time) before the first websocket connect.
+    pub first_connect_delay: Duration,
+}
+
+impl ClientOptions {
+    /// Options with the defaults of an interactive client.
+    pub fn new(session: StartSessionResponse, behaviour: Behaviour, seed: u64) -> Self {
+        ClientOptions {
+            session,
+            behaviour,
+            seed,
+            ca_pem: None,
+            size: (80, 24),
+            eof_grace: Duration::from_millis(500),
+            clock: None,
+            recorder: None,
+            first_connect_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// Application input.
@@ -56,6 +84,16 @@ pub enum Input {
     Eof,
     /// Ctrl-C: sent to a shell as 0x03, ends a port session (6.8).
     Interrupt,
+    /// A scenario step: the application sends this payload type.
+    Send {
+        payload_type: u32,
+        bytes: Vec<u8>,
+    },
+    /// A scenario step: the consumer is (not) ready.
+    SetReady(bool),
+    /// A scenario step: terminate the session (the plugin's Ctrl-C path of a port session, or
+    /// the TerminateSession API).
+    Terminate,
 }
 
 /// Application output.
@@ -86,7 +124,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 enum DriverMsg {
     Connected { gen: u64, ws: Box<Ws> },
     ConnectFailed { gen: u64, why: String },
-    Api(ApiResult),
+    Api { call: ApiCall, called_at: Time, result: ApiResult },
 }
 
 fn now_ms() -> u64 {
@@ -147,15 +185,26 @@ pub async fn run(
     mut input: mpsc::Receiver<Input>,
     output: mpsc::UnboundedSender<Output>,
 ) -> ClientOutcome {
+    let clock = opts.clock.unwrap_or_else(Clock::real);
+    let now = |_: Instant| clock.now();
     let base = Instant::now();
-    let now = |b: Instant| Time::from_nanos(b.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+    let rec = opts.recorder.clone();
+    let record = |w: What| {
+        if let Some(r) = &rec {
+            r.record(w);
+        }
+    };
     let mut cfg = Config::new(Role::Client, opts.behaviour.clone(), opts.seed);
     cfg.session_id = opts.session.session_id.clone();
     cfg.token = opts.session.token_value.clone();
     cfg.stream_url = opts.session.stream_url.clone();
     cfg.epoch_ms = now_ms();
     let session_id = cfg.session_id.clone();
-    let mut m = Channel::new(Time::ZERO, cfg);
+    let mut m = Channel::new(clock.now(), cfg);
+    let mut first_connect = true;
+    let mut in_flight_calls = 0u32;
+    let mut connecting = false;
+    let (mut offered, mut delivered) = (0u64, 0u64);
     let (tx, mut rx) = mpsc::channel::<DriverMsg>(16);
     let mut ws: Option<Box<Ws>> = None;
     let mut gen = 0u64;
@@ -175,103 +224,155 @@ pub async fn run(
         tokens: Vec::new(),
     };
     loop {
-        // Transmits first, then events (house rule 2).
-        while let Some(t) = m.poll_transmit() {
-            let msg = match t {
-                Transmit::Text(b) => Message::Text(String::from_utf8_lossy(&b).into_owned().into()),
-                Transmit::Binary(b) => Message::Binary(b.into()),
-                Transmit::Ping(b) => Message::Ping(b.into()),
-            };
-            if let Some(w) = ws.as_mut() {
-                if let Err(e) = w.send(msg).await {
-                    tracing::info!("websocket write failed: {e}");
-                    ws = None;
-                    m.handle_transport_lost(now(base));
+        // Transmits first, then events (house rule 2), until neither produces more: an event
+        // handler (the shell's Size after SessionReady) may queue a transmit.
+        let mut moved = true;
+        while moved {
+            moved = false;
+            while let Some(t) = m.poll_transmit() {
+                moved = true;
+                if rec.is_some() {
+                    let (kind, bytes) = match &t {
+                        Transmit::Text(b) => (MsgKind::Text, b.clone()),
+                        Transmit::Binary(b) => (MsgKind::Binary, b.clone()),
+                        Transmit::Ping(b) => (MsgKind::Ping, b.clone()),
+                    };
+                    let summary = summarize(kind, &bytes);
+                    record(What::Wrote { by: Role::Client, msg: kind, bytes, summary });
+                }
+                let msg = match t {
+                    Transmit::Text(b) => Message::Text(String::from_utf8_lossy(&b).into_owned().into()),
+                    Transmit::Binary(b) => Message::Binary(b.into()),
+                    Transmit::Ping(b) => Message::Ping(b.into()),
+                };
+                if let Some(w) = ws.as_mut() {
+                    if let Err(e) = w.send(msg).await {
+                        tracing::info!("websocket write failed: {e}");
+                        ws = None;
+                        m.handle_transport_lost(now(base));
+                    }
                 }
             }
-        }
-        while let Some(ev) = m.poll_event() {
-            match ev {
-                Event::Connect { url, token } => {
-                    gen += 1;
-                    out.tokens.push(token);
-                    let (tx, g, pem) = (tx.clone(), gen, opts.ca_pem.clone());
-                    tokio::spawn(async move {
-                        let msg = match connect(url, pem).await {
-                            Ok(w) => DriverMsg::Connected { gen: g, ws: Box::new(w) },
-                            Err(why) => DriverMsg::ConnectFailed { gen: g, why },
-                        };
-                        let _ = tx.send(msg).await;
+            while let Some(ev) = m.poll_event() {
+                moved = true;
+                if rec.is_some() {
+                    record(What::Event {
+                        role: Role::Client,
+                        event: serde_json::to_value(&ev).unwrap_or_default(),
                     });
                 }
-                Event::CloseTransport => {
-                    if let Some(mut w) = ws.take() {
-                        let _ = w.as_mut().close(None).await;
-                    }
-                }
-                Event::Api(call) => {
-                    let (tx, control) = (tx.clone(), control.clone());
-                    tokio::spawn(async move {
-                        let res = match call {
-                            ApiCall::ResumeSession { session_id } => {
-                                match control.resume_session(&session_id).await {
-                                    Ok(r) => ApiResult::Resumed { token: r.token, stream_url: r.stream_url },
-                                    Err(e) => ApiResult::Error(e),
-                                }
-                            }
-                            ApiCall::TerminateSession { session_id } => {
-                                match control.terminate_session(&session_id).await {
-                                    Ok(()) => ApiResult::Terminated,
-                                    Err(e) => ApiResult::Error(e),
-                                }
-                            }
-                            ApiCall::CreateDataChannel { .. } => {
-                                ApiResult::Error(ssm_channel::ApiError::Internal)
-                            }
+                match ev {
+                    Event::Connect { url, token } => {
+                        gen += 1;
+                        out.tokens.push(token);
+                        connecting = true;
+                        let delay = if first_connect {
+                            clock.to_real(opts.first_connect_delay)
+                        } else {
+                            Duration::ZERO
                         };
-                        let _ = tx.send(DriverMsg::Api(res)).await;
-                    });
-                }
-                Event::SessionReady { session_type } => {
-                    ready = true;
-                    if session_type == ssm_wire::payload::session_type::STANDARD_STREAM
-                        || session_type == ssm_wire::payload::session_type::INTERACTIVE_COMMANDS
-                    {
-                        let size = ssm_wire::payload::Size { cols: opts.size.0, rows: opts.size.1 };
-                        let _ = m.send(now(base), PayloadType::SIZE, &ssm_wire::payload::to_go_json(&size));
+                        first_connect = false;
+                        let (tx, g, pem) = (tx.clone(), gen, opts.ca_pem.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let msg = match connect(url, pem).await {
+                                Ok(w) => DriverMsg::Connected { gen: g, ws: Box::new(w) },
+                                Err(why) => DriverMsg::ConnectFailed { gen: g, why },
+                            };
+                            let _ = tx.send(msg).await;
+                        });
                     }
-                }
-                Event::Data { payload_type, bytes, .. } => {
-                    last_output = Instant::now();
-                    let o = if payload_type == PayloadType::STDERR.0 {
-                        Output::Stderr(bytes)
-                    } else {
-                        Output::Stdout(bytes)
-                    };
-                    let _ = output.send(o);
-                }
-                Event::ExitCode { code } => remote_exit = Some(code),
-                Event::Violation(v) => {
-                    tracing::warn!(req = %v.req, "the agent broke a requirement: {}", v.detail);
-                    if out.violations.len() < 1000 {
-                        out.violations.push(v);
+                    Event::CloseTransport => {
+                        if let Some(mut w) = ws.take() {
+                            let _ = w.as_mut().close(None).await;
+                        }
                     }
-                }
-                Event::Ended(reason) => {
-                    if let EndReason::TimedOut = reason {
-                        let _ = output.send(Output::Stderr(
-                            format!("\nSession: {session_id} timed out.\n").into_bytes(),
-                        ));
+                    Event::Api(call) => {
+                        let (tx, control) = (tx.clone(), control.clone());
+                        in_flight_calls += 1;
+                        let called_at = clock.now();
+                        tokio::spawn(async move {
+                            let res = match call.clone() {
+                                ApiCall::ResumeSession { session_id } => {
+                                    match control.resume_session(&session_id).await {
+                                        Ok(r) => {
+                                            ApiResult::Resumed { token: r.token, stream_url: r.stream_url }
+                                        }
+                                        Err(e) => ApiResult::Error(e),
+                                    }
+                                }
+                                ApiCall::TerminateSession { session_id } => {
+                                    match control.terminate_session(&session_id).await {
+                                        Ok(()) => ApiResult::Terminated,
+                                        Err(e) => ApiResult::Error(e),
+                                    }
+                                }
+                                ApiCall::CreateDataChannel { .. } => {
+                                    ApiResult::Error(ssm_channel::ApiError::Internal)
+                                }
+                            };
+                            let _ = tx.send(DriverMsg::Api { call, called_at, result: res }).await;
+                        });
                     }
-                    if let Some(mut w) = ws.take() {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), w.as_mut().close(None)).await;
+                    Event::SessionReady { session_type } => {
+                        ready = true;
+                        if session_type == ssm_wire::payload::session_type::STANDARD_STREAM
+                            || session_type == ssm_wire::payload::session_type::INTERACTIVE_COMMANDS
+                        {
+                            let size = ssm_wire::payload::Size { cols: opts.size.0, rows: opts.size.1 };
+                            let body = ssm_wire::payload::to_go_json(&size);
+                            let res = m.send(now(base), PayloadType::SIZE, &body);
+                            if res.is_ok() {
+                                offered += 1;
+                            }
+                            record(What::Offered {
+                                by: Role::Client,
+                                payload_type: PayloadType::SIZE.0,
+                                bytes: body,
+                                accepted: res.is_ok(),
+                            });
+                        }
                     }
-                    out.exit_code = exit_status(&reason, remote_exit);
-                    out.remote_exit_code = remote_exit;
-                    out.end = reason;
-                    return out;
+                    Event::Data { payload_type, bytes, .. } => {
+                        last_output = Instant::now();
+                        delivered += 1;
+                        let o = if payload_type == PayloadType::STDERR.0 {
+                            Output::Stderr(bytes)
+                        } else {
+                            Output::Stdout(bytes)
+                        };
+                        let _ = output.send(o);
+                    }
+                    Event::ExitCode { code } => remote_exit = Some(code),
+                    Event::Violation(v) => {
+                        tracing::warn!(req = %v.req, "the agent broke a requirement: {}", v.detail);
+                        if out.violations.len() < 1000 {
+                            out.violations.push(v);
+                        }
+                    }
+                    Event::Ended(reason) => {
+                        if let EndReason::TimedOut = reason {
+                            let _ = output.send(Output::Stderr(
+                                format!("\nSession: {session_id} timed out.\n").into_bytes(),
+                            ));
+                        }
+                        if let Some(mut w) = ws.take() {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(2), w.as_mut().close(None)).await;
+                        }
+                        if let Some(r) = &rec {
+                            let p = r.probe.side(true);
+                            p.ended.store(true, Ordering::Relaxed);
+                            p.busy.store(false, Ordering::Relaxed);
+                            p.delivered.store(delivered, Ordering::Relaxed);
+                        }
+                        out.exit_code = exit_status(&reason, remote_exit);
+                        out.remote_exit_code = remote_exit;
+                        out.end = reason;
+                        return out;
+                    }
+                    Event::Flag { .. } | Event::Note(_) => {}
                 }
-                Event::Flag { .. } | Event::Note(_) => {}
             }
         }
         // Input that could not be sent yet (buffer full, not ready) is retried first.
@@ -283,6 +384,14 @@ pub async fn run(
                     Err(e) => tracing::info!("input not sent: {e}"),
                 }
             }
+        }
+        if let Some(r) = &rec {
+            let p = r.probe.side(true);
+            p.ready.store(m.is_ready(), Ordering::Relaxed);
+            p.ended.store(m.is_ended(), Ordering::Relaxed);
+            p.busy.store(!m.is_quiescent() || connecting || in_flight_calls > 0, Ordering::Relaxed);
+            p.offered.store(offered, Ordering::Relaxed);
+            p.delivered.store(delivered, Ordering::Relaxed);
         }
         if let Some(at) = eof_at {
             if !terminating
@@ -296,19 +405,21 @@ pub async fn run(
             }
         }
         let eof_check = eof_at.filter(|_| !terminating).map(|at| at.max(last_output) + opts.eof_grace);
-        let deadline = match (m.poll_timeout().map(|t| base + Duration::from_nanos(t.as_nanos())), eof_check)
-        {
+        let deadline = match (m.poll_timeout().map(|t| clock.instant(t)), eof_check) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let want_input = ready && input_open && pending.is_none();
+        let want_input = input_open && pending.is_none();
         tokio::select! {
             msg = next_ws(&mut ws) => {
                 let t = now(base);
                 match msg {
                     Some(Ok(Message::Binary(b))) => m.handle_binary(t, &b),
                     Some(Ok(Message::Text(s))) => m.handle_text(t, s.as_bytes()),
-                    Some(Ok(Message::Pong(_))) => m.handle_pong(t),
+                    Some(Ok(Message::Pong(_))) => {
+                        record(What::Pong { to: Role::Client });
+                        m.handle_pong(t)
+                    }
                     Some(Ok(Message::Ping(_))) | Some(Ok(Message::Frame(_))) => {}
                     Some(Ok(Message::Close(c))) => {
                         tracing::info!("websocket closed by the service: {c:?}");
@@ -330,15 +441,25 @@ pub async fn run(
                 let t = now(base);
                 match d {
                     Some(DriverMsg::Connected { gen: g, ws: w }) if g == gen => {
+                        connecting = false;
+                        record(What::Opened { side: Role::Client, url: opts.session.stream_url.clone() });
                         ws = Some(w);
                         out.opens += 1;
                         m.handle_transport_open(t);
                     }
                     Some(DriverMsg::ConnectFailed { gen: g, why }) if g == gen => {
+                        connecting = false;
                         tracing::info!("websocket connect failed: {why}");
                         m.handle_transport_lost(t);
                     }
-                    Some(DriverMsg::Api(r)) => m.handle_api_result(t, r),
+                    Some(DriverMsg::Api { call, called_at, result }) => {
+                        in_flight_calls = in_flight_calls.saturating_sub(1);
+                        if rec.is_some() {
+                            let call_s = serde_json::to_string(&call).unwrap_or_default();
+                            record(What::Api { by: Role::Client, call: call_s, answer: format!("{result:?}"), called_at: called_at.as_nanos() });
+                        }
+                        m.handle_api_result(t, result)
+                    }
                     Some(_) | None => {}
                 }
             }
@@ -350,6 +471,15 @@ pub async fn run(
                         Err(SendError::Full(_)) | Err(SendError::NotReady) => pending = Some(b),
                         Err(e) => tracing::info!("input not sent: {e}"),
                     },
+                    Some(Input::Send { payload_type, bytes }) => {
+                        let res = m.send(t, PayloadType(payload_type), &bytes);
+                        record(What::Offered { by: Role::Client, payload_type, bytes, accepted: res.is_ok() });
+                        if res.is_ok() {
+                            offered += 1;
+                        }
+                    }
+                    Some(Input::SetReady(r)) => m.set_consumer_ready(r),
+                    Some(Input::Terminate) => m.terminate(t),
                     Some(Input::Data(_)) => {}
                     Some(Input::Interrupt) => {
                         if m.is_ready() {

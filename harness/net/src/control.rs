@@ -71,6 +71,9 @@ mod sdk {
         pub ca_pem: Option<Vec<u8>>,
         /// Static credentials (access key id, secret) instead of the default chain.
         pub credentials: Option<(String, String)>,
+        /// Make every call once: the data-channel machine's own retry policy is then the only
+        /// one (scenario runs, which the simulator models that way).
+        pub disable_retries: bool,
     }
 
     /// aws-sdk-ssm behind [`ControlPlane`].
@@ -109,6 +112,9 @@ mod sdk {
                     .operation_attempt_timeout(Duration::from_secs(15))
                     .build(),
             );
+            if o.disable_retries {
+                b = b.retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled());
+            }
             if let Some(pem) = &o.ca_pem {
                 use aws_smithy_http_client::tls;
                 let ctx = tls::TlsContext::builder()

@@ -7,9 +7,12 @@
 //!
 //! Everything here binds loopback addresses only.
 
-#[cfg(feature = "aws-sdk")]
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod mock;
+pub mod record;
 pub mod sigv4;
 pub mod tls;
+#[cfg(feature = "aws-sdk")]
+pub mod world;

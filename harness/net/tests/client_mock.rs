@@ -66,6 +66,9 @@ async fn start(m: &MockHandle, behaviour: Behaviour) -> Running {
         ca_pem: m.ca_pem().map(|p| p.as_bytes().to_vec()),
         size: (80, 24),
         eof_grace: Duration::from_millis(300),
+        clock: None,
+        recorder: None,
+        first_connect_delay: Duration::ZERO,
     };
     let (itx, irx) = mpsc::channel(64);
     let (otx, orx) = mpsc::unbounded_channel();

@@ -20,12 +20,17 @@ use ssm_spec::Req;
 pub enum Backend {
     /// The deterministic simulator.
     Sim,
+    /// Real loopback sockets: the mock service and the reference client, with machine time
+    /// `scale` times faster than real time. Every scenario is also run on the simulator; a
+    /// different verdict is an ERROR (a harness bug, not a finding about the system under test).
+    Mock { scale: u32 },
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sim => "sim",
+            Backend::Mock { .. } => "mock",
         }
     }
 }
@@ -260,10 +265,9 @@ pub fn run_one(opts: &RunOptions, path: &Path, sc: &Scenario, xfails: &[XFail]) 
         Role::Client => (sut, peer),
         Role::Agent => (peer, sut),
     };
-    let out = match opts.backend {
-        Backend::Sim => ssm_sim::run(&ssm_sim::SimInput { scenario: sc, client, agent, seed }),
-    };
-    let status = match &out.end {
+    let sim =
+        ssm_sim::run(&ssm_sim::SimInput { scenario: sc, client: client.clone(), agent: agent.clone(), seed });
+    let sim_status = match &sim.end {
         ssm_sim::RunEnd::Settled => RunStatus { settled: true, problem: None },
         ssm_sim::RunEnd::DidNotFinish { waiting_for } => RunStatus {
             settled: false,
@@ -276,7 +280,48 @@ pub fn run_one(opts: &RunOptions, path: &Path, sc: &Scenario, xfails: &[XFail]) 
             RunStatus { settled: false, problem: Some(format!("step {index} timed out: {step}")) }
         }
     };
-    let j = judge(sc, &out.trace, &status, opts.strict);
+    let sim_judgement = judge(sc, &sim.trace, &sim_status, opts.strict);
+    let (trace, elapsed, j, disagreement) = match opts.backend {
+        Backend::Sim => (sim.trace, sim.elapsed, sim_judgement, None),
+        Backend::Mock { scale } => {
+            let net =
+                ssm_net::world::run(&ssm_net::world::NetInput { scenario: sc, client, agent, seed, scale });
+            let status = match &net.end {
+                ssm_net::world::NetEnd::Settled => RunStatus { settled: true, problem: None },
+                ssm_net::world::NetEnd::DidNotFinish { waiting_for } => RunStatus {
+                    settled: false,
+                    problem: Some(format!(
+                        "did not finish within {} ms of machine time: {waiting_for}",
+                        sc.duration_ms
+                    )),
+                },
+                ssm_net::world::NetEnd::StepTimedOut { index, step } => {
+                    RunStatus { settled: false, problem: Some(format!("step {index} timed out: {step}")) }
+                }
+                ssm_net::world::NetEnd::Error(e) => {
+                    RunStatus { settled: false, problem: Some(format!("harness error: {e}")) }
+                }
+            };
+            let harness_error = match &net.end {
+                ssm_net::world::NetEnd::Error(e) => Some(format!("the mock backend failed: {e}")),
+                _ => None,
+            };
+            let j = judge(sc, &net.trace, &status, opts.strict);
+            let disagreement = harness_error.or_else(|| {
+                (j.verdict != sim_judgement.verdict).then(|| {
+                    format!(
+                        "the backends disagree: sim {} ({}), mock {} ({})",
+                        sim_judgement.verdict.name(),
+                        sim_judgement.headline.clone().unwrap_or_else(|| "no finding".into()),
+                        j.verdict.name(),
+                        j.headline.clone().unwrap_or_else(|| "no finding".into()),
+                    )
+                })
+            });
+            (net.trace, net.elapsed, j, disagreement)
+        }
+    };
+    let out_elapsed = elapsed;
     let mut verdict = j.verdict;
     let mut reason = j.headline.clone();
     if let Some(x) = xfail_for(xfails, &imp, sc, &j) {
@@ -293,12 +338,16 @@ pub fn run_one(opts: &RunOptions, path: &Path, sc: &Scenario, xfails: &[XFail]) 
             _ => {}
         }
     }
+    if let Some(d) = disagreement {
+        verdict = Verdict::Error;
+        reason = Some(d);
+    }
     result.verdict = verdict;
     result.reason = reason;
     result.judgement = Some(j);
-    result.virtual_ms = u64::try_from(out.elapsed.as_millis()).unwrap_or(u64::MAX);
+    result.virtual_ms = u64::try_from(out_elapsed.as_millis()).unwrap_or(u64::MAX);
     result.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    result.trace = out.trace;
+    result.trace = trace;
     result
 }
 

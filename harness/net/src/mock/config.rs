@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use ssm_channel::ImplName;
 
+pub use super::session::LinkModel;
+use crate::clock::Clock;
+use crate::record::Recorder;
 use crate::sigv4::Credentials;
 
 /// The documented test key pair the mock accepts by default (it is not a real AWS key).
@@ -83,11 +86,34 @@ pub struct MockConfig {
     pub max_connections: usize,
     /// How long a websocket may stay open without its OpenDataChannel.
     pub open_timeout: Duration,
-    /// How long a client may take to send its request headers (slowloris).
+    /// How long a client may take to send its request headers, and then its request body
+    /// (slowloris).
     pub header_timeout: Duration,
     /// Seeds the agents' machines (message ids); the session id, tokens and the TLS key are
     /// random regardless.
     pub seed: u64,
+    /// Faults applied by the relay to every session: frame rules, timed actions and API rules
+    /// (the same plan format as scenarios).
+    pub faults: Option<ssm_fault::FaultPlan>,
+    /// Latency, jitter and loss the relay adds between each side and the service.
+    pub link: LinkModel,
+    /// Send pause_publication / start_publication (6.5).
+    pub publication: bool,
+    /// For runs of the scenario suite over real sockets.
+    pub harness: Option<Harness>,
+}
+
+/// What a scenario run over real sockets adds to the mock: one clock for every component, the
+/// trace recorder, and agent settings a scenario may choose.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    pub clock: Clock,
+    pub recorder: Recorder,
+    /// The session kind of every session, whatever document StartSession names.
+    pub session_kind: Option<ssm_channel::SessionKind>,
+    pub extra_client_actions: Vec<String>,
+    /// The agent's behaviour, overriding `MockConfig::agent`.
+    pub agent: Option<ssm_channel::Behaviour>,
 }
 
 impl Default for MockConfig {
@@ -117,6 +143,10 @@ impl Default for MockConfig {
             open_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             seed: 0,
+            faults: None,
+            link: LinkModel::default(),
+            publication: true,
+            harness: None,
         }
     }
 }

@@ -28,13 +28,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use ssm_channel::{Behaviour, Role};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 pub use api::AwsError;
 pub use config::{
-    AppConfig, MockConfig, Strictness, TerminatedResume, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
+    AppConfig, Harness, LinkModel, MockConfig, Strictness, TerminatedResume, TEST_ACCESS_KEY_ID,
+    TEST_SECRET_ACCESS_KEY,
 };
 pub use registry::{SessionInfo, SessionStatus};
+pub use session::ScriptCmd;
 
 use crate::sigv4::Verifier;
 use crate::tls::SelfSigned;
@@ -51,6 +53,18 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+}
+
+/// A connection's slot under `max_connections`, shared with the requests it serves (as a
+/// request extension) so that a websocket upgrade can take it along: the upgraded connection
+/// outlives the HTTP connection task and must keep counting.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnPermit(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl ConnPermit {
+    pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
 }
 
 pub(crate) struct Shared {
@@ -129,6 +143,11 @@ impl MockHandle {
     /// would. Returns false for an unknown or finished session.
     pub fn reset_client(&self, session_id: &str) -> bool {
         self.registry.sender(session_id).is_some_and(|tx| tx.try_send(ToSession::ResetClient).is_ok())
+    }
+
+    /// Hands a scenario step to a session's agent or relay.
+    pub fn script(&self, session_id: &str, cmd: ScriptCmd) -> bool {
+        self.registry.sender(session_id).is_some_and(|tx| tx.try_send(ToSession::Script(cmd)).is_ok())
     }
 
     /// Terminates a session as TerminateSession would.
@@ -239,13 +258,13 @@ async fn accept_loop(
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let permit = ConnPermit(Arc::new(std::sync::Mutex::new(Some(permit))));
             match acceptor {
-                None => serve_http(TokioIo::new(stream), shared, peer).await,
+                None => serve_http(TokioIo::new(stream), shared, peer, permit).await,
                 Some(acc) => {
                     let hs = tokio::time::timeout(shared.cfg.header_timeout, acc.accept(stream)).await;
                     match hs {
-                        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), shared, peer).await,
+                        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), shared, peer, permit).await,
                         Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
                     }
@@ -255,13 +274,15 @@ async fn accept_loop(
     }
 }
 
-async fn serve_http<I>(io: TokioIo<I>, shared: Arc<Shared>, peer: SocketAddr)
+/// Serves one connection; `permit` is released when it ends, unless a websocket upgrade took it.
+async fn serve_http<I>(io: TokioIo<I>, shared: Arc<Shared>, peer: SocketAddr, permit: ConnPermit)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let shared = svc_shared.clone();
+        req.extensions_mut().insert(permit.clone());
         async move { Ok::<_, Infallible>(route(shared, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -336,13 +357,23 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
 
 async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, AwsError> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.cfg.max_body_size).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    // The body has a deadline too: hyper's header timeout ends with the headers, and a client
+    // that stalls mid-body would otherwise hold its connection slot forever (slowloris).
+    let collect = Limited::new(body, shared.cfg.max_body_size).collect();
+    let body = match tokio::time::timeout(shared.cfg.header_timeout, collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return Err(AwsError::new(
                 413,
                 "RequestEntityTooLarge",
                 format!("the request body exceeds {} bytes", shared.cfg.max_body_size),
+            ))
+        }
+        Err(_) => {
+            return Err(AwsError::new(
+                408,
+                "RequestTimeoutException",
+                format!("the request body did not arrive within {:?}", shared.cfg.header_timeout),
             ))
         }
     };
@@ -363,8 +394,16 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
     tracing::info!(op = op.name(), "API call");
     match op {
         Operation::StartSession => start_session(shared, StartSession::parse(&body)?, &parts.headers),
-        Operation::ResumeSession => resume_session(shared, &SessionRef::parse(&body)?),
-        Operation::TerminateSession => terminate_session(shared, &SessionRef::parse(&body)?),
+        Operation::ResumeSession => {
+            let req = SessionRef::parse(&body)?;
+            let extra = api_fault(shared, &req.session_id, ssm_fault::ApiOp::ResumeSession).await?;
+            resume_session(shared, &req, extra)
+        }
+        Operation::TerminateSession => {
+            let req = SessionRef::parse(&body)?;
+            api_fault(shared, &req.session_id, ssm_fault::ApiOp::TerminateSession).await?;
+            terminate_session(shared, &req)
+        }
         Operation::DescribeSessions => describe_sessions(shared, &DescribeSessions::parse(&body)?),
     }
 }
@@ -393,8 +432,10 @@ fn start_session(
     if shared.registry.live_count() >= shared.cfg.max_sessions {
         return Err(AwsError::new(400, "ThrottlingException", "Rate exceeded: too many open sessions"));
     }
+    let harness = shared.cfg.harness.clone();
+    let kind = harness.as_ref().and_then(|h| h.session_kind.clone()).unwrap_or(kind);
     let port_target = match kind {
-        ssm_channel::SessionKind::Port => Some(port_target(shared, &req)?),
+        ssm_channel::SessionKind::Port if harness.is_none() => Some(port_target(shared, &req)?),
         _ => None,
     };
     let id = registry::random_session_id("harness");
@@ -418,10 +459,18 @@ fn start_session(
     };
     let (tx, rx) = mpsc::channel(1024);
     let seed = shared.cfg.seed ^ shared.conn_ids.fetch_add(1, Ordering::Relaxed);
+    let faults = shared.cfg.faults.clone().map(|plan| {
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Arc::new(std::sync::Mutex::new(
+            ssm_fault::FaultEngine::new(plan, seed)
+                .with_epoch_ms(epoch)
+                .with_session(id.clone(), "i-0123456789abcdef0"),
+        ))
+    });
     let setup = SessionSetup {
         id: id.clone(),
         kind,
-        agent: shared.agent.clone(),
+        agent: session::agent_behaviour(&shared.cfg, &shared.agent),
         app: shared.cfg.app.clone(),
         port_target,
         stream_url: stream_url.clone(),
@@ -429,9 +478,14 @@ fn start_session(
         idle_timeout: shared.cfg.idle_timeout,
         max_duration: shared.cfg.max_duration,
         bye_interval: shared.cfg.bye_interval,
-        publication: true,
+        publication: shared.cfg.publication,
+        clock: harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock),
+        link: shared.cfg.link,
+        faults: faults.clone(),
+        recorder: harness.as_ref().map(|h| h.recorder.clone()),
+        extra_client_actions: harness.map(|h| h.extra_client_actions).unwrap_or_default(),
     };
-    shared.registry.insert(info, token.clone(), tx.clone());
+    shared.registry.insert(info, token.clone(), tx.clone(), faults);
     let s = Session::new(setup, shared.registry.clone(), tx);
     tokio::spawn(s.run(rx));
     Ok(json_response(&json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url })))
@@ -464,7 +518,43 @@ fn port_target(shared: &Arc<Shared>, req: &StartSession) -> Result<SocketAddr, A
     Ok(SocketAddr::new(ip, port))
 }
 
-fn resume_session(shared: &Arc<Shared>, req: &SessionRef) -> Result<Response<Body>, AwsError> {
+/// What the session's fault plan says about this call: an error is returned at once, a delay
+/// is waited out, and the other effects are handed back.
+async fn api_fault(
+    shared: &Arc<Shared>,
+    id: &str,
+    op: ssm_fault::ApiOp,
+) -> Result<ssm_fault::ApiEffect, AwsError> {
+    let Some(f) = shared.registry.faults(id) else { return Ok(ssm_fault::ApiEffect::Normal) };
+    let clock = shared.cfg.harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock);
+    let ctx =
+        ssm_fault::Context { resume_in_flight: op == ssm_fault::ApiOp::ResumeSession, ..Default::default() };
+    let effect =
+        f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_api(clock.now().as_millis(), op, &ctx);
+    match effect {
+        ssm_fault::ApiEffect::Error(kind) => Err(match kind {
+            ssm_fault::ApiErrorKind::Internal => AwsError::internal("injected InternalServerError"),
+            ssm_fault::ApiErrorKind::Throttled => AwsError::new(400, "ThrottlingException", "Rate exceeded"),
+            ssm_fault::ApiErrorKind::AccessDenied => AwsError::new(
+                400,
+                "AccessDeniedException",
+                "User is not authorized to perform: ssm:ResumeSession (injected)",
+            ),
+            ssm_fault::ApiErrorKind::DoesNotExist => AwsError::does_not_exist(id),
+        }),
+        ssm_fault::ApiEffect::Delay(ms) => {
+            tokio::time::sleep(clock.to_real(Duration::from_millis(ms))).await;
+            Ok(ssm_fault::ApiEffect::Normal)
+        }
+        other => Ok(other),
+    }
+}
+
+fn resume_session(
+    shared: &Arc<Shared>,
+    req: &SessionRef,
+    extra: ssm_fault::ApiEffect,
+) -> Result<Response<Body>, AwsError> {
     let id = &req.session_id;
     let Some(info) = shared.registry.get(id) else {
         return Err(AwsError::does_not_exist(id));
@@ -475,7 +565,11 @@ fn resume_session(shared: &Arc<Shared>, req: &SessionRef) -> Result<Response<Bod
             TerminatedResume::NullToken => Ok(json_response(&json!({ "SessionId": id }))),
         };
     }
-    let new_url = shared.cfg.rotate_stream_url.then(|| shared.stream_url(id, Some(info.resumes + 1)));
+    if extra == ssm_fault::ApiEffect::NullToken {
+        return Ok(json_response(&json!({ "SessionId": id })));
+    }
+    let rotate = shared.cfg.rotate_stream_url || extra == ssm_fault::ApiEffect::RotateStreamUrl;
+    let new_url = rotate.then(|| shared.stream_url(id, Some(info.resumes + 1)));
     let (token, url) = shared.registry.rotate(id, new_url).ok_or_else(|| AwsError::does_not_exist(id))?;
     let r = SessionResponse { session_id: id.clone(), token_value: Some(token), stream_url: Some(url) };
     Ok(json_response(&serde_json::to_value(&r).unwrap_or_default()))

@@ -66,7 +66,11 @@ struct Entry {
     token: String,
     superseded: Vec<String>,
     tx: Option<mpsc::Sender<ToSession>>,
+    faults: Option<Faults>,
 }
+
+/// A session's fault engine, shared by its relay and the API handler.
+pub(crate) type Faults = std::sync::Arc<Mutex<ssm_fault::FaultEngine>>;
 
 /// Why an OpenDataChannel token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +138,20 @@ impl Registry {
         self.lock().sessions.values().filter(|e| e.info.status != SessionStatus::Terminated).count()
     }
 
-    pub(crate) fn insert(&self, info: SessionInfo, token: String, tx: mpsc::Sender<ToSession>) {
+    pub(crate) fn insert(
+        &self,
+        info: SessionInfo,
+        token: String,
+        tx: mpsc::Sender<ToSession>,
+        faults: Option<Faults>,
+    ) {
         let mut g = self.lock();
-        g.sessions.insert(info.id.clone(), Entry { info, token, superseded: Vec::new(), tx: Some(tx) });
+        g.sessions
+            .insert(info.id.clone(), Entry { info, token, superseded: Vec::new(), tx: Some(tx), faults });
+    }
+
+    pub(crate) fn faults(&self, id: &str) -> Option<Faults> {
+        self.lock().sessions.get(id).and_then(|e| e.faults.clone())
     }
 
     pub fn get(&self, id: &str) -> Option<SessionInfo> {
@@ -274,8 +289,8 @@ mod tests {
     fn tokens_rotate_and_old_ones_are_stale() {
         let r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        r.insert(info("a"), "t0".into(), tx.clone());
-        r.insert(info("b"), "tb".into(), tx);
+        r.insert(info("a"), "t0".into(), tx.clone(), None);
+        r.insert(info("b"), "tb".into(), tx, None);
         assert_eq!(r.check_token("a", "t0"), TokenCheck::Ok);
         let (t1, _) = r.rotate("a", None).unwrap();
         assert_ne!(t1, "t0");

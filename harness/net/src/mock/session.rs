@@ -1,22 +1,29 @@
 //! One session of the mock: the service's relay (MGS) and the agent behind it, run as one task.
 //!
 //! The agent is the shared sans-IO machine in the agent role; its websocket to the service is
-//! in-process and always up, so what crosses a real socket is exactly what a client sees. The
-//! client's websocket comes and goes: while it is away, the agent is sent pause_publication and
-//! the frames it writes towards the client are lost (it retransmits them), as with the real
-//! service.
+//! in-process, so what crosses a real socket is exactly what a client sees. The relay carries
+//! frames both ways through the session's fault engine and link model (latency, jitter, loss),
+//! sends pause_publication to a side whose peer is away and start_publication when it is back,
+//! closes websockets periodically (1000 "Bye") and enforces the idle and maximum-duration
+//! timeouts. With a [`Recorder`] it writes the same trace records the simulator writes, so a run
+//! over real sockets is judged by the same checks.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ssm_channel::rng::Rng;
 use ssm_channel::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, PayloadType, Role, SessionKind, Time,
     Transmit,
 };
+use ssm_fault::{ApiEffect, ApiOp, Context, Direction, Effect, FaultEngine, Side};
+use ssm_scenario::trace::{summarize, MsgKind};
+use ssm_scenario::What;
 use ssm_spec::Req;
-use ssm_wire::payload::{self, ChannelClosed};
+use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
 use ssm_wire::{Frame, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -24,6 +31,8 @@ use tokio::time::Instant;
 
 use super::config::AppConfig;
 use super::registry::{Registry, SessionStatus};
+use crate::clock::Clock;
+use crate::record::Recorder;
 
 /// Messages a session task receives.
 #[derive(Debug)]
@@ -39,10 +48,25 @@ pub(crate) enum ToSession {
     /// Drop the client's websocket without a close frame (a network failure, for tests and
     /// fault scripts).
     ResetClient,
+    /// A scenario step for the agent side or the service.
+    Script(ScriptCmd),
     /// Bytes from the port-forward target.
     PortData(Vec<u8>),
     /// The port-forward target closed.
     PortClosed,
+}
+
+/// What a scenario script asks of the agent or the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptCmd {
+    /// The agent's application sends this.
+    Send { payload_type: u32, bytes: Vec<u8> },
+    /// The agent's application finishes (TERM-004).
+    Finish { exit_code: Option<i32> },
+    /// The agent's consumer is (not) ready for data.
+    SetReady(bool),
+    /// Break a side's websocket: `code` None resets the connection, Some closes with it.
+    Disconnect { side: Role, code: Option<u16>, why: String },
 }
 
 /// What a session asks a client connection task to write.
@@ -57,6 +81,9 @@ pub(crate) enum WsOut {
 /// Capacity of a connection's outgoing queue; a client that lets it fill is not reading and is
 /// disconnected (the agent retransmits what it missed after the resume).
 pub(crate) const CONN_QUEUE: usize = 4096;
+
+/// The most frames the relay holds for later delivery; beyond it frames are lost.
+const MAX_HELD: usize = 100_000;
 
 /// What a session's application is.
 #[derive(Debug)]
@@ -79,6 +106,14 @@ pub(crate) fn session_kind(document: Option<&str>) -> Option<SessionKind> {
     })
 }
 
+/// Latency, jitter and loss between each side and the service (machine time).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LinkModel {
+    pub latency: Duration,
+    pub jitter: Duration,
+    pub loss: f64,
+}
+
 pub(crate) struct SessionSetup {
     pub id: String,
     pub kind: SessionKind,
@@ -91,16 +126,44 @@ pub(crate) struct SessionSetup {
     pub max_duration: Option<Duration>,
     pub bye_interval: Option<Duration>,
     pub publication: bool,
+    pub clock: Clock,
+    pub link: LinkModel,
+    pub faults: Option<Arc<Mutex<FaultEngine>>>,
+    pub recorder: Option<Recorder>,
+    pub extra_client_actions: Vec<String>,
+}
+
+/// The agent behaviour of a session: from the mock's `--agent`, or a scenario's.
+pub(crate) fn agent_behaviour(cfg: &super::config::MockConfig, default: &Behaviour) -> Behaviour {
+    cfg.harness.as_ref().and_then(|h| h.agent.clone()).unwrap_or_else(|| default.clone())
+}
+
+/// A frame on its way to a side.
+#[derive(Debug)]
+struct InFlight {
+    at: Instant,
+    to: Role,
+    bytes: Vec<u8>,
+    epoch: u64,
+    fault: Option<String>,
+    then_reset: bool,
 }
 
 pub(crate) struct Session {
     id: String,
     registry: Arc<Registry>,
-    base: Instant,
+    clock: Clock,
     agent: Channel,
     app: App,
     conn: Option<(u64, mpsc::Sender<WsOut>)>,
-    paused_sent: bool,
+    /// The agent's in-process websocket: open, and OpenDataChannel accepted.
+    agent_up: bool,
+    agent_opened: bool,
+    agent_token: String,
+    agent_connect_at: Option<Instant>,
+    /// Per side: a new epoch with every websocket, so frames for a gone one are lost.
+    epoch: [u64; 2],
+    paused_sent: [bool; 2],
     publication: bool,
     last_activity: Instant,
     idle_timeout: Option<Duration>,
@@ -108,8 +171,35 @@ pub(crate) struct Session {
     bye_interval: Option<Duration>,
     next_bye: Option<Instant>,
     terminated: bool,
-    agent_tokens: u64,
     self_tx: mpsc::Sender<ToSession>,
+    link: LinkModel,
+    rng: Rng,
+    queue: VecDeque<InFlight>,
+    last_deliver: [Instant; 2],
+    last_enqueued: [Option<Instant>; 2],
+    faults: Option<Arc<Mutex<FaultEngine>>>,
+    rec: Option<Recorder>,
+    client_opens: u64,
+    delivered_to_agent: u64,
+    offered_by_agent: u64,
+}
+
+fn ix(r: Role) -> usize {
+    match r {
+        Role::Client => 0,
+        Role::Agent => 1,
+    }
+}
+
+fn side(r: Role) -> Side {
+    match r {
+        Role::Client => Side::Client,
+        Role::Agent => Side::Agent,
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64)
 }
 
 impl Session {
@@ -118,15 +208,18 @@ impl Session {
         registry: Arc<Registry>,
         self_tx: mpsc::Sender<ToSession>,
     ) -> Self {
-        let base = Instant::now();
-        let mut cfg = Config::new(Role::Agent, setup.agent, setup.seed);
+        let clock = setup.clock;
+        let mut rng = Rng::new(setup.seed ^ 0x6d6f_636b_7365_7373);
+        let mut cfg = Config::new(Role::Agent, setup.agent, rng.next_u64());
         cfg.session_id = setup.id.clone();
-        cfg.token = format!("agent-{}", super::registry::random_token());
+        let agent_token = format!("agent-{}", super::registry::random_token());
+        cfg.token = agent_token.clone();
         cfg.stream_url = setup.stream_url;
-        cfg.epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        cfg.epoch_ms = epoch_ms();
         cfg.session_kind = setup.kind.clone();
+        cfg.extra_client_actions = setup.extra_client_actions;
         let app = match (&setup.kind, setup.app) {
-            (SessionKind::Port, _) => App::Port {
+            (SessionKind::Port, _) if setup.port_target.is_some() => App::Port {
                 target: setup.port_target.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 22))),
                 to_target: None,
             },
@@ -135,39 +228,64 @@ impl Session {
                 App::Script { output: output.into(), interval, exit_code, next: None }
             }
         };
+        let now = Instant::now();
         Session {
             id: setup.id,
             registry,
-            base,
-            agent: Channel::new(Time::ZERO, cfg),
+            clock,
+            agent: Channel::new(clock.now(), cfg),
             app,
             conn: None,
-            paused_sent: false,
+            agent_up: false,
+            agent_opened: false,
+            agent_token,
+            agent_connect_at: None,
+            epoch: [0, 0],
+            paused_sent: [false, false],
             publication: setup.publication,
-            last_activity: base,
+            last_activity: now,
             idle_timeout: setup.idle_timeout,
-            ends_at: setup.max_duration.map(|d| base + d),
+            ends_at: setup.max_duration.map(|d| now + clock.to_real(d)),
             bye_interval: setup.bye_interval,
-            next_bye: None,
+            next_bye: setup.bye_interval.map(|d| now + clock.to_real(d)),
             terminated: false,
-            agent_tokens: 0,
             self_tx,
+            link: setup.link,
+            rng,
+            queue: VecDeque::new(),
+            last_deliver: [now, now],
+            last_enqueued: [None, None],
+            faults: setup.faults,
+            rec: setup.recorder,
+            client_opens: 0,
+            delivered_to_agent: 0,
+            offered_by_agent: 0,
         }
     }
 
     fn now(&self) -> Time {
-        Time::from_nanos(self.base.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64)
+        self.clock.now()
     }
 
-    fn instant(&self, t: Time) -> Instant {
-        self.base + Duration::from_nanos(t.as_nanos())
+    fn ms(&self) -> u64 {
+        self.clock.now().as_millis()
+    }
+
+    fn record(&self, what: What) {
+        if let Some(r) = &self.rec {
+            r.record(what);
+        }
+    }
+
+    fn recording(&self) -> bool {
+        self.rec.is_some()
     }
 
     /// Runs the session until it is terminated and its client has been told.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<ToSession>) {
         self.drain();
         loop {
-            if self.terminated && self.conn.is_none() {
+            if self.terminated && self.conn.is_none() && self.queue.is_empty() {
                 break;
             }
             let deadline = self.next_deadline();
@@ -179,8 +297,31 @@ impl Session {
                 () = sleep_until(deadline) => self.on_timer(),
             }
             self.drain();
+            self.publish();
         }
+        self.publish();
         self.registry.forget_live(&self.id);
+    }
+
+    /// Live facts for a scenario script.
+    fn publish(&self) {
+        let Some(r) = &self.rec else { return };
+        let p = &r.probe;
+        let a = p.side(false);
+        a.ready.store(self.agent.is_ready(), Ordering::Relaxed);
+        a.ended.store(self.agent.is_ended(), Ordering::Relaxed);
+        let script_pending = matches!(&self.app, App::Script { next: Some(_), .. });
+        a.busy.store(
+            !(self.agent.is_quiescent() || self.agent.is_ended())
+                || self.agent_connect_at.is_some()
+                || script_pending,
+            Ordering::Relaxed,
+        );
+        p.client_connected.store(self.conn.is_some(), Ordering::Relaxed);
+        a.offered.store(self.offered_by_agent, Ordering::Relaxed);
+        a.delivered.store(self.delivered_to_agent, Ordering::Relaxed);
+        p.in_flight.store(self.queue.len() as u64, Ordering::Relaxed);
+        p.client_opens.store(self.client_opens, Ordering::Relaxed);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -190,9 +331,15 @@ impl Session {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
+        add(self.queue.front().map(|f| f.at));
+        add(self.agent_connect_at);
+        if let Some(f) = &self.faults {
+            let next = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_deadline();
+            add(next.map(|ms| self.clock.instant(Time::from_millis(ms))));
+        }
         if !self.terminated {
-            add(self.agent.poll_timeout().map(|x| self.instant(x)));
-            add(self.idle_timeout.map(|d| self.last_activity + d));
+            add(self.agent.poll_timeout().map(|x| self.clock.instant(x)));
+            add(self.idle_timeout.map(|d| self.last_activity + self.clock.to_real(d)));
             add(self.ends_at);
             add(self.next_bye);
             if let App::Script { next, .. } = &self.app {
@@ -204,20 +351,34 @@ impl Session {
 
     fn on_timer(&mut self) {
         let now_i = Instant::now();
+        // Frames due for delivery.
+        while self.queue.front().is_some_and(|f| f.at <= now_i) {
+            let Some(f) = self.queue.pop_front() else { break };
+            self.deliver(f);
+        }
+        if self.agent_connect_at.is_some_and(|t| t <= now_i) {
+            self.agent_connect_at = None;
+            self.agent_upgrade();
+        }
+        if let Some(f) = self.faults.clone() {
+            let effects = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll(self.ms());
+            self.apply(effects, None, None);
+        }
         if self.terminated {
             return;
         }
-        if self.idle_timeout.is_some_and(|d| now_i >= self.last_activity + d) {
-            self.terminate("Session timed out due to inactivity");
-            return;
+        if self.next_bye.is_some_and(|b| now_i >= b) {
+            self.next_bye = self.bye_interval.map(|d| now_i + self.clock.to_real(d));
+            self.close_side(Role::Client, Some(1000), "service closed the websocket: Bye");
+            self.close_side(Role::Agent, Some(1000), "service closed the websocket: Bye");
         }
         if self.ends_at.is_some_and(|e| now_i >= e) {
             self.terminate("Session reached its maximum duration");
             return;
         }
-        if self.next_bye.is_some_and(|b| now_i >= b) {
-            self.next_bye = None;
-            self.close_client(1000, "Bye");
+        if self.idle_timeout.is_some_and(|d| now_i >= self.last_activity + self.clock.to_real(d)) {
+            self.terminate("Session timed out due to inactivity");
+            return;
         }
         if let App::Script { next: Some(at), .. } = &self.app {
             if now_i >= *at {
@@ -225,7 +386,9 @@ impl Session {
             }
         }
         let now = self.now();
-        self.agent.handle_timeout(now);
+        if self.agent.poll_timeout().is_some_and(|t| t <= now) {
+            self.agent.handle_timeout(now);
+        }
     }
 
     fn on_message(&mut self, m: ToSession) {
@@ -239,50 +402,92 @@ impl Session {
                 if let Some((_, old)) = self.conn.replace((conn, tx)) {
                     let _ = old.try_send(WsOut::Close(1000, "replaced by a newer connection".into()));
                 }
+                self.epoch[0] += 1;
+                self.last_deliver[0] = Instant::now();
+                self.client_opens += 1;
                 self.registry.set_status(&self.id, SessionStatus::Connected);
-                self.next_bye = self.bye_interval.map(|d| Instant::now() + d);
-                self.last_activity = Instant::now();
                 self.publication_update();
             }
             ToSession::Binary { conn, bytes } => {
                 if self.conn.as_ref().map(|c| c.0) != Some(conn) {
                     return;
                 }
-                if ssm_wire::decode(&bytes).is_ok_and(|w| w.message_type.is_stream()) {
-                    self.last_activity = Instant::now();
-                }
-                self.agent.handle_binary(now, &bytes);
+                self.relay_from(Role::Client, bytes);
             }
             ToSession::Closed { conn } => {
                 if self.conn.as_ref().map(|c| c.0) == Some(conn) {
-                    self.conn = None;
-                    self.next_bye = None;
-                    if !self.terminated {
-                        self.registry.set_status(&self.id, SessionStatus::Disconnected);
-                        self.publication_update();
-                    }
+                    self.record(What::Closed {
+                        side: Role::Client,
+                        code: None,
+                        why: "the client's websocket broke".into(),
+                    });
+                    self.client_gone();
                 }
             }
             ToSession::Terminate { why } => self.terminate(&why),
-            ToSession::ResetClient => {
-                if let Some((_, tx)) = self.conn.take() {
-                    let _ = tx.try_send(WsOut::Reset);
-                    self.next_bye = None;
-                    self.registry.set_status(&self.id, SessionStatus::Disconnected);
-                    self.publication_update();
-                }
-            }
+            ToSession::ResetClient => self.close_side(Role::Client, None, "reset by the mock"),
+            ToSession::Script(cmd) => self.script(cmd),
             ToSession::PortData(bytes) => {
                 if !bytes.is_empty() {
-                    if let Err(e) = self.agent.send(now, PayloadType::OUTPUT, &bytes) {
-                        tracing::warn!(session = %self.id, "port data not sent: {e}");
-                    }
+                    self.app_send(PayloadType::OUTPUT, &bytes);
                 }
             }
             ToSession::PortClosed => {
                 if let App::Port { to_target, .. } = &mut self.app {
                     *to_target = None;
                 }
+            }
+        }
+        let _ = now;
+    }
+
+    fn script(&mut self, cmd: ScriptCmd) {
+        let now = self.now();
+        match cmd {
+            ScriptCmd::Send { payload_type, bytes } => {
+                self.app_send(PayloadType(payload_type), &bytes);
+            }
+            ScriptCmd::Finish { exit_code } => self.agent.finish(now, exit_code),
+            ScriptCmd::SetReady(ready) => self.agent.set_consumer_ready(ready),
+            ScriptCmd::Disconnect { side, code, why } => self.close_side(side, code, &why),
+        }
+    }
+
+    fn client_gone(&mut self) {
+        self.conn = None;
+        self.epoch[0] += 1;
+        if let Some(r) = &self.rec {
+            r.probe.client_opens_at_break.store(self.client_opens, Ordering::Relaxed);
+        }
+        if !self.terminated {
+            self.registry.set_status(&self.id, SessionStatus::Disconnected);
+            self.publication_update();
+        }
+    }
+
+    /// Closes a side's websocket (`code` None: reset).
+    fn close_side(&mut self, r: Role, code: Option<u16>, why: &str) {
+        match r {
+            Role::Client => {
+                let Some((_, tx)) = self.conn.take() else { return };
+                let _ = tx.try_send(match code {
+                    None | Some(1006) => WsOut::Reset,
+                    Some(c) => WsOut::Close(c, why.to_owned()),
+                });
+                self.record(What::Closed { side: Role::Client, code, why: why.to_owned() });
+                self.client_gone();
+            }
+            Role::Agent => {
+                if !self.agent_up {
+                    return;
+                }
+                self.agent_up = false;
+                self.agent_opened = false;
+                self.epoch[1] += 1;
+                self.record(What::Closed { side: Role::Agent, code, why: why.to_owned() });
+                let now = self.now();
+                self.agent.handle_transport_lost(now);
+                self.publication_update();
             }
         }
     }
@@ -294,19 +499,29 @@ impl Session {
             while let Some(t) = self.agent.poll_transmit() {
                 moved = true;
                 match t {
-                    // The agent's OpenDataChannel to the in-process service.
-                    Transmit::Text(_) => {}
-                    Transmit::Ping(_) => {
-                        let now = self.now();
-                        self.agent.handle_pong(now);
-                    }
-                    Transmit::Binary(bytes) => {
-                        let consumed = ssm_wire::decode(&bytes)
-                            .is_ok_and(|w| w.message_type == MessageType::AgentSessionState);
-                        if !consumed {
-                            self.send_to_client(bytes);
+                    Transmit::Text(bytes) => self.agent_text(bytes),
+                    Transmit::Ping(bytes) => {
+                        if self.recording() {
+                            self.record(What::Wrote {
+                                by: Role::Agent,
+                                msg: MsgKind::Ping,
+                                bytes,
+                                summary: "ping".into(),
+                            });
+                        }
+                        let holed = self.faults.as_ref().is_some_and(|f| {
+                            let g = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let ms = self.clock.now().as_millis();
+                            g.is_black_holed(ms, Side::Agent.inbound())
+                                || g.is_black_holed(ms, Side::Client.inbound())
+                        });
+                        if self.agent_up && !holed {
+                            self.record(What::Pong { to: Role::Agent });
+                            let now = self.now();
+                            self.agent.handle_pong(now);
                         }
                     }
+                    Transmit::Binary(bytes) => self.relay_from(Role::Agent, bytes),
                 }
             }
             while let Some(ev) = self.agent.poll_event() {
@@ -319,29 +534,317 @@ impl Session {
         }
     }
 
-    fn on_agent_event(&mut self, ev: Event) {
-        let now = self.now();
-        match ev {
-            Event::Connect { .. } => self.agent.handle_transport_open(now),
-            Event::CloseTransport => {
-                if !self.terminated {
-                    self.terminate("The agent ended the session");
+    /// The agent's OpenDataChannel to the in-process service.
+    fn agent_text(&mut self, bytes: Vec<u8>) {
+        if self.recording() {
+            let summary = summarize(MsgKind::Text, &bytes);
+            self.record(What::Wrote { by: Role::Agent, msg: MsgKind::Text, bytes: bytes.clone(), summary });
+        }
+        if self.agent_opened {
+            self.record(What::ServiceSaw {
+                side: Role::Agent,
+                req: Req::Open001,
+                detail: "text frame after OpenDataChannel".into(),
+            });
+            return;
+        }
+        let (accepted, why, token) = match OpenDataChannel::parse(&bytes) {
+            Err(e) => (false, format!("not an OpenDataChannel: {e}"), String::new()),
+            Ok(o) => {
+                let token = o.token_value().to_owned();
+                if self.terminated {
+                    (false, "session is terminated".to_owned(), token)
+                } else if token != self.agent_token {
+                    (false, "stale or unknown token".to_owned(), token)
+                } else {
+                    (true, "ok".to_owned(), token)
                 }
             }
-            Event::Api(ApiCall::CreateDataChannel { .. }) => {
-                let result = if self.terminated {
-                    ApiResult::Error(ApiError::SessionTerminated)
-                } else {
-                    self.agent_tokens += 1;
-                    ApiResult::DataChannelToken {
-                        token: format!("agent-{}", super::registry::random_token()),
+        };
+        self.record(What::OpenChecked { side: Role::Agent, token, accepted, why: why.clone() });
+        if accepted {
+            self.agent_opened = true;
+            self.publication_update();
+        } else {
+            self.close_side(Role::Agent, Some(4001), &format!("OpenDataChannel refused: {why}"));
+        }
+    }
+
+    /// A binary message a side wrote, on its way through the relay.
+    fn relay_from(&mut self, r: Role, bytes: Vec<u8>) {
+        let summary = summarize(MsgKind::Binary, &bytes);
+        if r == Role::Agent && self.recording() {
+            self.record(What::Wrote {
+                by: Role::Agent,
+                msg: MsgKind::Binary,
+                bytes: bytes.clone(),
+                summary: summary.clone(),
+            });
+        }
+        let opened = match r {
+            Role::Client => self.conn.is_some(),
+            Role::Agent => self.agent_opened,
+        };
+        if !opened {
+            self.record(What::ServiceSaw {
+                side: r,
+                req: Req::Open001,
+                detail: "binary frame before OpenDataChannel".into(),
+            });
+            return;
+        }
+        let decoded = ssm_wire::decode(&bytes);
+        if decoded.as_ref().is_ok_and(|w| w.message_type == MessageType::AgentSessionState) {
+            // The service consumes agent_session_state.
+            return;
+        }
+        if decoded.as_ref().is_ok_and(|w| w.message_type.is_stream()) {
+            self.last_activity = Instant::now();
+        }
+        let dir = side(r).peer().inbound();
+        self.through_faults(dir, bytes, summary, None);
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            resume_in_flight: false,
+            client_reconnects: self.client_opens.saturating_sub(1),
+            unacked: [0, self.agent.unacked()],
+        }
+    }
+
+    fn through_faults(&mut self, dir: Direction, bytes: Vec<u8>, summary: String, origin: Option<&str>) {
+        let Some(f) = self.faults.clone() else {
+            self.enqueue(dir, bytes, 0, origin.map(str::to_owned));
+            return;
+        };
+        let ctx = self.context();
+        let effects = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_frame(
+            self.ms(),
+            dir,
+            &bytes,
+            &ctx,
+        );
+        self.apply(effects, Some(summary), origin);
+    }
+
+    fn rule_label(&self, id: ssm_fault::RuleId) -> String {
+        let name = self.faults.as_ref().and_then(|f| {
+            f.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .plan()
+                .rule_name(id)
+                .map(str::to_owned)
+        });
+        match name {
+            Some(n) => format!("{id} ({n})"),
+            None => id.to_string(),
+        }
+    }
+
+    /// Carries out the fault engine's decisions, as the simulator does.
+    fn apply(&mut self, effects: Vec<Effect>, frame: Option<String>, origin: Option<&str>) {
+        for e in effects {
+            match e {
+                Effect::Deliver { direction, bytes, delay_ms, fault: None } => {
+                    self.enqueue(direction, bytes, delay_ms, origin.map(str::to_owned));
+                }
+                Effect::Deliver { direction, bytes, delay_ms, fault: Some(id) } => {
+                    let label = self.rule_label(id);
+                    let summary = summarize(MsgKind::Binary, &bytes);
+                    self.record(What::Fault {
+                        rule: label.clone(),
+                        what: format!("shaped {direction} {summary}"),
+                    });
+                    self.enqueue(direction, bytes, delay_ms, Some(label));
+                }
+                Effect::Held { direction, rule, until_ms } => {
+                    let label = self.rule_label(rule);
+                    let summary = frame.clone().unwrap_or_default();
+                    self.record(What::Fault {
+                        rule: label,
+                        what: format!("held {direction} {summary} until {until_ms} ms at the latest"),
+                    });
+                }
+                Effect::Inject { direction, bytes, rule } => {
+                    let label = self.rule_label(rule);
+                    let summary = summarize(MsgKind::Binary, &bytes);
+                    self.record(What::Fault { rule: label.clone(), what: format!("injected {summary}") });
+                    self.record(What::ServiceWrote {
+                        towards: direction.destination().role(),
+                        bytes: bytes.clone(),
+                        summary,
+                    });
+                    self.enqueue(direction, bytes, 0, Some(label));
+                }
+                Effect::Dropped { direction, rule } => {
+                    let label = self.rule_label(rule);
+                    let summary = frame.clone().unwrap_or_default();
+                    self.record(What::Fault { rule: label.clone(), what: format!("dropped {summary}") });
+                    self.record(What::Lost { towards: direction.destination().role(), why: label, summary });
+                }
+                Effect::Close { side, code, rule } => {
+                    let label = self.rule_label(rule);
+                    self.record(What::Fault {
+                        rule: label.clone(),
+                        what: format!("closed {side} with {code}"),
+                    });
+                    self.close_side(side.role(), Some(code), &label);
+                }
+                Effect::ResetAfterDelivery { side, rule } => {
+                    let label = self.rule_label(rule);
+                    let to = side.role();
+                    let at = self.last_enqueued[ix(to)];
+                    if let Some(f) = self.queue.iter_mut().rev().find(|f| f.to == to && Some(f.at) == at) {
+                        f.then_reset = true;
+                        self.record(What::Fault {
+                            rule: label,
+                            what: format!("will reset {side} after delivery"),
+                        });
+                    }
+                }
+                Effect::Reset { side, rule } => {
+                    let label = self.rule_label(rule);
+                    self.record(What::Fault { rule: label.clone(), what: format!("reset {side}") });
+                    self.close_side(side.role(), None, &label);
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, dir: Direction, bytes: Vec<u8>, extra_ms: u64, fault: Option<String>) {
+        let to = dir.destination().role();
+        let summary = if self.recording() { summarize(MsgKind::Binary, &bytes) } else { String::new() };
+        if self.link.loss > 0.0 && fault.is_none() {
+            let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            if draw < self.link.loss {
+                self.record(What::Lost { towards: to, why: "link loss".into(), summary });
+                return;
+            }
+        }
+        let connected = match to {
+            Role::Client => self.conn.is_some(),
+            Role::Agent => self.agent_opened,
+        };
+        if !connected {
+            self.record(What::Lost { towards: to, why: "destination not connected".into(), summary });
+            return;
+        }
+        if self.queue.len() >= MAX_HELD {
+            self.record(What::Lost { towards: to, why: "the relay's queue is full".into(), summary });
+            return;
+        }
+        let jitter_ms = self.link.jitter.as_millis() as u64;
+        let jitter = if jitter_ms > 0 { self.rng.range(0, jitter_ms) } else { 0 };
+        let delay = self.link.latency + Duration::from_millis(jitter + extra_ms);
+        let mut at = Instant::now() + self.clock.to_real(delay);
+        // Websockets run over TCP: frames on one connection stay in order, unless a fault
+        // delays one.
+        if extra_ms == 0 {
+            at = at.max(self.last_deliver[ix(to)]);
+            self.last_deliver[ix(to)] = at;
+        }
+        let pos = self.queue.partition_point(|f| f.at <= at);
+        let epoch = self.epoch[ix(to)];
+        self.queue.insert(pos, InFlight { at, to, bytes, epoch, fault, then_reset: false });
+        self.last_enqueued[ix(to)] = Some(at);
+    }
+
+    fn deliver(&mut self, f: InFlight) {
+        let now = self.now();
+        let up = match f.to {
+            Role::Client => self.conn.is_some(),
+            Role::Agent => self.agent_opened,
+        };
+        if f.epoch != self.epoch[ix(f.to)] || !up {
+            if self.recording() {
+                let summary = summarize(MsgKind::Binary, &f.bytes);
+                self.record(What::Lost { towards: f.to, why: "websocket gone".into(), summary });
+            }
+            return;
+        }
+        if self.recording() {
+            let summary = summarize(MsgKind::Binary, &f.bytes);
+            self.record(What::Delivered {
+                to: f.to,
+                bytes: f.bytes.clone(),
+                summary,
+                fault: f.fault.clone(),
+            });
+        }
+        match f.to {
+            Role::Client => {
+                let Some((conn, tx)) = &self.conn else { return };
+                let conn = *conn;
+                if tx.try_send(WsOut::Binary(f.bytes)).is_err() {
+                    tracing::warn!(session = %self.id, conn, "client is not reading; closing its websocket");
+                    self.close_side(Role::Client, Some(1011), "the client is not reading");
+                    return;
+                }
+                if self.terminated && self.queue.iter().all(|q| q.to != Role::Client) {
+                    // channel_closed is out: now the websocket closes.
+                    self.close_terminated_client("the session is terminated");
+                }
+            }
+            Role::Agent => {
+                self.agent.handle_binary(now, &f.bytes);
+                self.drain();
+            }
+        }
+        if f.then_reset {
+            self.close_side(f.to, None, "reset right after a delivery (fault)");
+        }
+    }
+
+    fn on_agent_event(&mut self, ev: Event) {
+        let now = self.now();
+        if self.recording() {
+            let value = serde_json::to_value(&ev).unwrap_or(serde_json::Value::Null);
+            self.record(What::Event { role: Role::Agent, event: value });
+        }
+        match ev {
+            Event::Connect { .. } => {
+                let latency = self.clock.to_real(self.link.latency);
+                self.agent_connect_at = Some(Instant::now() + latency);
+            }
+            Event::CloseTransport => self.close_side(Role::Agent, Some(1000), "closed by its machine"),
+            Event::Api(call @ ApiCall::CreateDataChannel { .. }) => {
+                let extra = match &self.faults {
+                    Some(f) => {
+                        let ctx = self.context();
+                        f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_api(
+                            self.ms(),
+                            ApiOp::CreateDataChannel,
+                            &ctx,
+                        )
+                    }
+                    None => ApiEffect::Normal,
+                };
+                let result = match extra {
+                    ApiEffect::Error(kind) => ApiResult::Error(kind.to_channel()),
+                    _ if self.terminated => ApiResult::Error(ApiError::SessionTerminated),
+                    _ => {
+                        self.agent_token = format!("agent-{}", super::registry::random_token());
+                        ApiResult::DataChannelToken { token: self.agent_token.clone() }
                     }
                 };
+                if self.recording() {
+                    let call_s = serde_json::to_string(&call).unwrap_or_default();
+                    self.record(What::Api {
+                        by: Role::Agent,
+                        call: call_s,
+                        answer: format!("{result:?}"),
+                        called_at: now.as_nanos(),
+                    });
+                }
                 self.agent.handle_api_result(now, result);
             }
             Event::Api(_) => {}
             Event::SessionReady { .. } => self.app_ready(),
-            Event::Data { payload_type, bytes, .. } => self.app_input(payload_type, bytes),
+            Event::Data { payload_type, bytes, .. } => {
+                self.delivered_to_agent += 1;
+                self.app_input(payload_type, bytes);
+            }
             Event::Violation(v) => {
                 self.registry.record_violation(&self.id, v.req, format!("the agent observed: {}", v.detail));
             }
@@ -353,79 +856,120 @@ impl Session {
         }
     }
 
-    fn send_to_client(&mut self, bytes: Vec<u8>) {
-        let Some((conn, tx)) = &self.conn else { return };
-        let conn = *conn;
-        if tx.try_send(WsOut::Binary(bytes)).is_err() {
-            tracing::warn!(session = %self.id, conn, "client is not reading; closing its websocket");
-            self.close_client(1011, "the client is not reading");
+    /// The agent's in-process websocket opens.
+    fn agent_upgrade(&mut self) {
+        if self.agent_up || self.agent.is_ended() {
+            return;
         }
-    }
-
-    fn close_client(&mut self, code: u16, why: &str) {
-        if let Some((_, tx)) = self.conn.take() {
-            let _ = tx.try_send(WsOut::Close(code, why.to_owned()));
-        }
-        if !self.terminated {
-            self.registry.set_status(&self.id, SessionStatus::Disconnected);
-            self.publication_update();
-        }
+        self.agent_up = true;
+        self.agent_opened = false;
+        self.epoch[1] += 1;
+        self.last_deliver[1] = Instant::now();
+        self.record(What::Opened {
+            side: Role::Agent,
+            url: format!("in-process agent websocket of {}", self.id),
+        });
+        let now = self.now();
+        self.agent.handle_transport_open(now);
     }
 
     fn service_frame(&self, t: MessageType, payload: Vec<u8>) -> Vec<u8> {
-        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
-        Frame::service(t, created, uuid::Uuid::new_v4(), payload).encode_with(&ssm_wire::Overrides::default())
+        Frame::service(t, epoch_ms(), uuid::Uuid::new_v4(), payload)
+            .encode_with(&ssm_wire::Overrides::default())
     }
 
-    /// pause_publication to the agent while no client is connected, start_publication when one
-    /// is (6.5).
+    fn service_send(&mut self, to: Role, bytes: Vec<u8>) {
+        let summary = summarize(MsgKind::Binary, &bytes);
+        self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary: summary.clone() });
+        let dir = side(to).inbound();
+        self.through_faults(dir, bytes, summary, Some("service"));
+    }
+
+    /// pause_publication to a side whose peer is not connected, start_publication when it is
+    /// (6.5).
     fn publication_update(&mut self) {
         if !self.publication || self.terminated {
             return;
         }
-        let t = match (self.conn.is_some(), self.paused_sent) {
-            (false, false) => MessageType::PausePublication,
-            (true, true) => MessageType::StartPublication,
-            _ => return,
-        };
-        self.paused_sent = t == MessageType::PausePublication;
-        let frame = self.service_frame(t, b"{}".to_vec());
-        let now = self.now();
-        self.agent.handle_binary(now, &frame);
+        let opened = [self.conn.is_some(), self.agent_opened];
+        for r in [Role::Client, Role::Agent] {
+            if !opened[ix(r)] {
+                continue;
+            }
+            let peer_ok = opened[ix(r.peer())];
+            let t = match (peer_ok, self.paused_sent[ix(r)]) {
+                (false, false) => MessageType::PausePublication,
+                (true, true) => MessageType::StartPublication,
+                _ => continue,
+            };
+            self.paused_sent[ix(r)] = t == MessageType::PausePublication;
+            let frame = self.service_frame(t, b"{}".to_vec());
+            self.service_send(r, frame);
+        }
     }
 
     /// Ends the session: channel_closed to both sides (6.8), the registry says Terminated, and
-    /// the client's websocket is closed.
+    /// the client's websocket is closed once the frame is out.
     pub(crate) fn terminate(&mut self, why: &str) {
         if self.terminated {
             return;
         }
         self.terminated = true;
         self.registry.set_status(&self.id, SessionStatus::Terminated);
+        self.record(What::SessionTerminated { why: why.to_owned() });
         tracing::info!(session = %self.id, why, "session terminated");
-        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
-        let body = ChannelClosed::new(uuid::Uuid::new_v4(), created, "i-0123456789abcdef0", &self.id, why);
-        let frame = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
-        if let Some((_, tx)) = self.conn.take() {
-            let _ = tx.try_send(WsOut::Binary(frame.clone()));
-            let _ = tx.try_send(WsOut::Close(1000, why.to_owned()));
+        for r in [Role::Client, Role::Agent] {
+            let opened = match r {
+                Role::Client => self.conn.is_some(),
+                Role::Agent => self.agent_opened,
+            };
+            if !opened {
+                continue;
+            }
+            let body =
+                ChannelClosed::new(uuid::Uuid::new_v4(), epoch_ms(), "i-0123456789abcdef0", &self.id, why);
+            let frame = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
+            self.service_send(r, frame);
         }
-        let now = self.now();
-        self.agent.handle_binary(now, &frame);
         if let App::Port { to_target, .. } = &mut self.app {
             *to_target = None;
+        }
+        if self.queue.iter().all(|f| f.to != Role::Client) {
+            self.close_terminated_client(why);
+        }
+    }
+
+    fn close_terminated_client(&mut self, why: &str) {
+        if let Some((_, tx)) = self.conn.take() {
+            let _ = tx.try_send(WsOut::Close(1000, why.to_owned()));
         }
     }
 
     // ------------------------------------------------------------------ applications
 
-    fn app_ready(&mut self) {
+    fn app_send(&mut self, pt: PayloadType, bytes: &[u8]) {
         let now = self.now();
+        let res = self.agent.send(now, pt, bytes);
+        if self.recording() {
+            self.record(What::Offered {
+                by: Role::Agent,
+                payload_type: pt.0,
+                bytes: bytes.to_vec(),
+                accepted: res.is_ok(),
+            });
+        }
+        match res {
+            Ok(_) => self.offered_by_agent += 1,
+            Err(e) => tracing::info!(session = %self.id, "agent output not sent: {e}"),
+        }
+    }
+
+    fn app_ready(&mut self) {
         match &mut self.app {
             App::Echo { prompt } => {
                 if !prompt.is_empty() {
                     let p = prompt.clone().into_bytes();
-                    let _ = self.agent.send(now, PayloadType::OUTPUT, &p);
+                    self.app_send(PayloadType::OUTPUT, &p);
                 }
             }
             App::Script { next, .. } => *next = Some(Instant::now()),
@@ -441,13 +985,8 @@ impl Session {
         if payload_type != PayloadType::OUTPUT.0 {
             return;
         }
-        let now = self.now();
         match &mut self.app {
-            App::Echo { .. } => {
-                if let Err(e) = self.agent.send(now, PayloadType::OUTPUT, &bytes) {
-                    tracing::warn!(session = %self.id, "echo not sent: {e}");
-                }
-            }
+            App::Echo { .. } => self.app_send(PayloadType::OUTPUT, &bytes),
             App::Script { .. } => {}
             App::Port { to_target, .. } => {
                 if let Some(tx) = to_target {
@@ -469,9 +1008,10 @@ impl Session {
         let App::Script { output, interval, exit_code, next } = &mut self.app else { return };
         match output.pop_front() {
             Some(chunk) => {
-                *next = Some(Instant::now() + *interval);
+                *next = Some(Instant::now() + self.clock.to_real(*interval));
                 if !chunk.is_empty() {
-                    let _ = self.agent.send(now, PayloadType::OUTPUT, chunk.as_bytes());
+                    let c = chunk.into_bytes();
+                    self.app_send(PayloadType::OUTPUT, &c);
                 }
             }
             None => {

@@ -61,10 +61,11 @@ pub(crate) async fn upgrade(
     let query = req.uri().query().unwrap_or("");
     if !query.split('&').any(|p| p == "role=publish_subscribe") {
         let msg = format!("the data-channel URL has no role=publish_subscribe (query {query:?})");
+        // Recorded in both modes: strict mode refuses, it does not forget.
+        shared.registry.record_violation(&session_id, Req::Open001, msg.clone());
         if shared.cfg.strictness == Strictness::Strict {
             return refuse(400, "BadRequest", msg);
         }
-        shared.registry.record_violation(&session_id, Req::Open001, msg);
     }
     // SigV4 for `ssmmessages`: a signature that is present is verified (newer plugins sign the
     // upgrade); unsigned upgrades (older plugins) are refused only with --require-ws-sigv4.
@@ -88,14 +89,17 @@ pub(crate) async fn upgrade(
         let msg =
             "the token was sent in an Authorization: Bearer header instead of the OpenDataChannel frame"
                 .to_owned();
+        shared.registry.record_violation(&session_id, Req::Open001, msg.clone());
         if shared.cfg.strictness == Strictness::Strict {
             return refuse(401, "BadRequest", msg);
         }
-        shared.registry.record_violation(&session_id, Req::Open001, msg);
     }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    // The websocket keeps the connection's slot under max_connections until it ends.
+    let permit = req.extensions().get::<super::ConnPermit>().and_then(super::ConnPermit::take);
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
+        let _permit = permit;
         match upgrade.await {
             Ok(upgraded) => {
                 let cfg = WebSocketConfig::default()
@@ -121,9 +125,58 @@ pub(crate) async fn upgrade(
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// The longest close reason: a control frame carries at most 125 bytes, 2 of them the code
+/// (RFC 6455 5.5); a longer reason makes the whole close frame a protocol error for the peer.
+const MAX_CLOSE_REASON: usize = 123;
+
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.get(..end).unwrap_or_default()
+}
+
+/// How long a closing connection waits for the peer (the close written, then the peer's reply).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Sends a close frame, then waits (bounded) for the peer's close reply before the socket is
+/// dropped: dropping it with input still unread makes the kernel answer with a reset, and the
+/// peer may then lose the close frame (and with it the code and reason).
 async fn close(ws: &mut Ws, code: u16, reason: &str) {
-    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+    let frame = CloseFrame { code: CloseCode::from(code), reason: close_reason(reason).to_owned().into() };
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+}
+
+/// [`close`] after a message over the size limit: tungstenite cannot read past the oversized
+/// frame, so the rest of it is read raw and discarded (after a FIN) until the peer closes.
+async fn close_too_big(ws: &mut Ws, reason: &str) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+    let frame =
+        CloseFrame { code: CloseCode::from(CLOSE_TOO_BIG), reason: close_reason(reason).to_owned().into() };
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
+    let io = ws.get_mut();
+    let _ = tokio::time::timeout_at(deadline, io.shutdown()).await;
+    let drain = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout_at(deadline, drain).await;
+}
+
+/// The first text or binary message (or close). Pings and pongs are skipped: the plugin starts
+/// its keepalive pings concurrently with the OpenDataChannel write, so a ping may come first
+/// (tungstenite answers it).
+async fn first_data_message(ws: &mut Ws) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Reads the OpenDataChannel leniently: the token, plus the deviations seen.
@@ -150,16 +203,36 @@ fn read_open(text: &str) -> Result<(String, Vec<String>), String> {
 async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer: Option<String>) {
     let reg = &shared.registry;
     let strict = shared.cfg.strictness == Strictness::Strict;
-    let token = match bearer {
-        Some(t) => t,
-        None => match tokio::time::timeout(shared.cfg.open_timeout, ws.next()).await {
+    let mut shutdown = shared.shutdown.clone();
+    let first = match bearer {
+        Some(_) => None,
+        // A shutdown does not wait for the open timeout.
+        None => tokio::select! {
+            r = tokio::time::timeout(shared.cfg.open_timeout, first_data_message(&mut ws)) => Some(r),
+            _ = shutdown.changed() => {
+                close(&mut ws, 1001, "the mock service is shutting down").await;
+                return;
+            }
+        },
+    };
+    let token = match (bearer, first) {
+        (Some(t), _) => t,
+        (None, None) => return,
+        (None, Some(first)) => match first {
             Err(_) => {
                 let why = format!("no OpenDataChannel within {:?}", shared.cfg.open_timeout);
                 reg.record_refusal(&session_id, why.clone());
                 close(&mut ws, CLOSE_REFUSED, &why).await;
                 return;
             }
-            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e)))) => {
+                let why = format!("OpenDataChannel refused: message too big: {e}");
+                reg.record_violation(&session_id, Req::Open001, why.clone());
+                reg.record_refusal(&session_id, why.clone());
+                close_too_big(&mut ws, &why).await;
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return,
             Ok(Some(Ok(Message::Text(t)))) => match read_open(t.as_str()) {
                 Ok((token, deviations)) => {
                     for d in &deviations {
@@ -192,9 +265,27 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
     };
     let check = reg.check_token(&session_id, &token);
     let session = reg.sender(&session_id);
+    let rec = shared.cfg.harness.as_ref().map(|h| h.recorder.clone());
+    if let Some(r) = &rec {
+        let accepted = check == TokenCheck::Ok && session.is_some();
+        let why = if accepted { "ok".to_owned() } else { check.reason().to_owned() };
+        r.record(ssm_scenario::What::OpenChecked {
+            side: ssm_channel::Role::Client,
+            token: token.clone(),
+            accepted,
+            why,
+        });
+    }
     let (TokenCheck::Ok, Some(session)) = (&check, session) else {
         let why = format!("OpenDataChannel refused: {}", check.reason());
         reg.record_refusal(&session_id, why.clone());
+        if let Some(r) = &rec {
+            r.record(ssm_scenario::What::Closed {
+                side: ssm_channel::Role::Client,
+                code: Some(CLOSE_REFUSED),
+                why: why.clone(),
+            });
+        }
         close(&mut ws, CLOSE_REFUSED, &why).await;
         return;
     };
@@ -205,7 +296,6 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
         close(&mut ws, CLOSE_REFUSED, "the session is terminated").await;
         return;
     }
-    let mut shutdown = shared.shutdown.clone();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
     let end: Option<(u16, String)> = loop {
@@ -216,12 +306,20 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                         break None;
                     }
                 }
+                // The session's close on a shutdown (it is told to terminate) may win the race
+                // against the shutdown branch below; the code is still "going away".
+                Some(WsOut::Close(..)) if *shutdown.borrow() => {
+                    break Some((1001, "the mock service is shutting down".into()))
+                }
                 Some(WsOut::Close(code, why)) => break Some((code, why)),
                 Some(WsOut::Reset) => {
                     let _ = session.send(ToSession::Closed { conn }).await;
                     return;
                 }
-                None => break Some((1000, "the session ended".into())),
+                // The session dropped this connection without a word: when it is still
+                // running, it could not queue its close because the queue was full.
+                None if session.is_closed() => break Some((1000, "the session ended".into())),
+                None => break Some((1011, "the connection's queue overflowed".into())),
             },
             msg = ws.next() => {
                 unanswered = 0;
@@ -246,6 +344,13 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                     }
                     Some(Ok(Message::Text(_))) => {
                         reg.record_violation(&session_id, Req::Open001, "text frame after OpenDataChannel".into());
+                        if let Some(r) = &rec {
+                            r.record(ssm_scenario::What::ServiceSaw {
+                                side: ssm_channel::Role::Client,
+                                req: Req::Open001,
+                                detail: "text frame after OpenDataChannel".into(),
+                            });
+                        }
                     }
                     Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(_)) => {}
@@ -269,7 +374,11 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
         while let Ok(WsOut::Binary(b)) = rx.try_recv() {
             let _ = ws.send(Message::Binary(b.into())).await;
         }
-        close(&mut ws, code, &why).await;
+        if code == CLOSE_TOO_BIG {
+            close_too_big(&mut ws, &why).await;
+        } else {
+            close(&mut ws, code, &why).await;
+        }
     }
 }
 
