@@ -189,9 +189,15 @@ pub async fn run(
     let now = |_: Instant| clock.now();
     let base = Instant::now();
     let rec = opts.recorder.clone();
+    // Records made while the machine processes one input carry that input's instant, as in the
+    // simulator, so that a reply or an event is attributed to the frame that caused it.
+    let stamp = std::sync::atomic::AtomicU64::new(u64::MAX);
     let record = |w: What| {
         if let Some(r) = &rec {
-            r.record(w);
+            match stamp.load(Ordering::Relaxed) {
+                u64::MAX => r.record(w),
+                t => r.record_at(Time::from_nanos(t), w),
+            }
         }
     };
     let mut cfg = Config::new(Role::Client, opts.behaviour.clone(), opts.seed);
@@ -356,6 +362,27 @@ pub async fn run(
                                 format!("\nSession: {session_id} timed out.\n").into_bytes(),
                             ));
                         }
+                        // A call made just before the end (TerminateSession after the resend
+                        // limit) is still answered and recorded, as the plugin's would be.
+                        let until = Instant::now() + Duration::from_secs(5);
+                        while in_flight_calls > 0 {
+                            match tokio::time::timeout_at(until, rx.recv()).await {
+                                Ok(Some(DriverMsg::Api { call, called_at, result })) => {
+                                    in_flight_calls -= 1;
+                                    if rec.is_some() {
+                                        let call_s = serde_json::to_string(&call).unwrap_or_default();
+                                        record(What::Api {
+                                            by: Role::Client,
+                                            call: call_s,
+                                            answer: format!("{result:?}"),
+                                            called_at: called_at.as_nanos(),
+                                        });
+                                    }
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
                         if let Some(mut w) = ws.take() {
                             let _ =
                                 tokio::time::timeout(Duration::from_secs(2), w.as_mut().close(None)).await;
@@ -375,6 +402,7 @@ pub async fn run(
                 }
             }
         }
+        stamp.store(u64::MAX, Ordering::Relaxed);
         // Input that could not be sent yet (buffer full, not ready) is retried first.
         if ready {
             if let Some(b) = pending.take() {
@@ -414,7 +442,15 @@ pub async fn run(
             msg = next_ws(&mut ws) => {
                 let t = now(base);
                 match msg {
-                    Some(Ok(Message::Binary(b))) => m.handle_binary(t, &b),
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Some(r) = &rec {
+                            let fault = r.read_by_client(&b);
+                            let summary = summarize(MsgKind::Binary, &b);
+                            r.record_at(t, What::Delivered { to: Role::Client, bytes: b.to_vec(), summary, fault });
+                        }
+                        stamp.store(t.as_nanos(), Ordering::Relaxed);
+                        m.handle_binary(t, &b)
+                    }
                     Some(Ok(Message::Text(s))) => m.handle_text(t, s.as_bytes()),
                     Some(Ok(Message::Pong(_))) => {
                         record(What::Pong { to: Role::Client });

@@ -80,7 +80,7 @@ pub fn run(input: &NetInput<'_>) -> NetOutput {
     out
 }
 
-fn mock_config(sc: &Scenario, agent: &Behaviour, clock: Clock, recorder: &Recorder, seed: u64) -> MockConfig {
+fn mock_config(sc: &Scenario, seed: u64) -> MockConfig {
     let ms = Duration::from_millis;
     let app = match &sc.agent_app {
         AgentApp::Echo { prompt } => AppConfig::Echo { prompt: prompt.clone() },
@@ -106,13 +106,6 @@ fn mock_config(sc: &Scenario, agent: &Behaviour, clock: Clock, recorder: &Record
             jitter: ms(sc.link.jitter_ms),
             loss: sc.link.loss,
         },
-        harness: Some(Harness {
-            clock,
-            recorder: recorder.clone(),
-            session_kind: Some(sc.session.clone()),
-            extra_client_actions: sc.handshake_extra_actions.clone(),
-            agent: Some(agent.clone()),
-        }),
         ..MockConfig::default()
     }
 }
@@ -133,7 +126,9 @@ struct Watch<'a> {
 impl Watch<'_> {
     fn settled(&self) -> bool {
         let p = self.probe;
-        p.in_flight.load(Ordering::Relaxed) == 0 && p.sides.iter().all(|s| !s.busy.load(Ordering::Relaxed))
+        p.in_flight.load(Ordering::Relaxed) == 0
+            && p.in_pipe.load(Ordering::Relaxed) == 0
+            && p.sides.iter().all(|s| !s.busy.load(Ordering::Relaxed))
     }
 
     fn holds(&self, event: &WaitEvent, baseline: u64) -> bool {
@@ -178,21 +173,20 @@ const POLL: Duration = Duration::from_millis(2);
 
 async fn run_async(input: &NetInput<'_>) -> NetOutput {
     let sc = input.scenario;
-    let clock = Clock::scaled(input.scale);
-    let rec = Recorder::new(clock);
-    let finish = |rec: &Recorder, end: NetEnd| {
-        let why = match &end {
-            NetEnd::Settled => "settled".to_owned(),
-            NetEnd::DidNotFinish { waiting_for } => format!("did not finish: {waiting_for}"),
-            NetEnd::StepTimedOut { index, step } => format!("step {index} timed out: {step}"),
-            NetEnd::Error(e) => format!("harness error: {e}"),
-        };
-        rec.record(What::Finished { why });
-        NetOutput { trace: rec.snapshot(), end, elapsed: clock.now().since(Time::ZERO) }
+    let fail_early =
+        |e: String| NetOutput { trace: Trace::default(), end: NetEnd::Error(e), elapsed: Duration::ZERO };
+    let mut cfg = mock_config(sc, input.seed);
+    let harness_for = |clock: Clock, rec: &Recorder| Harness {
+        clock,
+        recorder: rec.clone(),
+        session_kind: Some(sc.session.clone()),
+        extra_client_actions: sc.handshake_extra_actions.clone(),
+        agent: Some(input.agent.clone()),
     };
-    let m = match mock::start(mock_config(sc, &input.agent, clock, &rec, input.seed)).await {
+    cfg.harness = None;
+    let m = match mock::start(cfg).await {
         Ok(m) => m,
-        Err(e) => return finish(&rec, NetEnd::Error(format!("the mock did not start: {e}"))),
+        Err(e) => return fail_early(format!("the mock did not start: {e}")),
     };
     let control = match SdkControlPlane::new(&SdkOptions {
         region: "us-east-1".into(),
@@ -204,7 +198,22 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
     .await
     {
         Ok(c) => c,
-        Err(e) => return finish(&rec, NetEnd::Error(e.to_string())),
+        Err(e) => return fail_early(e.to_string()),
+    };
+    // Machine time starts now, with everything listening: the session and both machines are
+    // created at its zero, as in the simulator.
+    let clock = Clock::scaled(input.scale);
+    let rec = Recorder::new(clock);
+    m.set_harness(harness_for(clock, &rec));
+    let finish = |rec: &Recorder, end: NetEnd| {
+        let why = match &end {
+            NetEnd::Settled => "settled".to_owned(),
+            NetEnd::DidNotFinish { waiting_for } => format!("did not finish: {waiting_for}"),
+            NetEnd::StepTimedOut { index, step } => format!("step {index} timed out: {step}"),
+            NetEnd::Error(e) => format!("harness error: {e}"),
+        };
+        rec.record(What::Finished { why });
+        NetOutput { trace: rec.snapshot(), end, elapsed: clock.now().since(Time::ZERO) }
     };
     let started = match control.client().start_session().target("i-0123456789abcdef0").send().await {
         Ok(s) => s,

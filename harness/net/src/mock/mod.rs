@@ -75,9 +75,16 @@ pub(crate) struct Shared {
     conn_ids: AtomicU64,
     agent: Behaviour,
     shutdown: watch::Receiver<bool>,
+    /// Scenario-run settings; settable after start so that a run's clock can start once the
+    /// mock is listening.
+    harness: std::sync::Mutex<Option<config::Harness>>,
 }
 
 impl Shared {
+    pub(crate) fn harness(&self) -> Option<config::Harness> {
+        self.harness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     fn scheme(&self, ws: bool) -> &'static str {
         match (self.cfg.tls, ws) {
             (false, false) => "http",
@@ -108,6 +115,7 @@ pub struct MockHandle {
     connections: Arc<Semaphore>,
     max_connections: usize,
     task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -145,6 +153,11 @@ impl MockHandle {
         self.registry.sender(session_id).is_some_and(|tx| tx.try_send(ToSession::ResetClient).is_ok())
     }
 
+    /// Sets the scenario-run settings for sessions started from now on.
+    pub fn set_harness(&self, h: config::Harness) {
+        *self.shared.harness.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h);
+    }
+
     /// Hands a scenario step to a session's agent or relay.
     pub fn script(&self, session_id: &str, cmd: ScriptCmd) -> bool {
         self.registry.sender(session_id).is_some_and(|tx| tx.try_send(ToSession::Script(cmd)).is_ok())
@@ -170,7 +183,7 @@ impl MockHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for tx in self.registry.senders() {
-            let _ = tx.try_send(ToSession::Terminate { why: "the mock service is shutting down".into() });
+            let _ = tx.try_send(ToSession::Shutdown);
         }
         let wait = async {
             while self.connections.available_permits() < self.max_connections {
@@ -210,12 +223,13 @@ pub async fn start(cfg: MockConfig) -> Result<MockHandle, StartError> {
         conn_ids: AtomicU64::new(1),
         agent,
         shutdown: shutdown.clone(),
+        harness: std::sync::Mutex::new(cfg.harness.clone()),
         cfg,
     });
     let max_connections = shared.cfg.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
     let endpoint_url = format!("{}://{addr}", shared.scheme(false));
-    let task = tokio::spawn(accept_loop(listener, shared, acceptor, connections.clone(), shutdown));
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), acceptor, connections.clone(), shutdown));
     Ok(MockHandle {
         addr,
         endpoint_url,
@@ -225,6 +239,7 @@ pub async fn start(cfg: MockConfig) -> Result<MockHandle, StartError> {
         connections,
         max_connections,
         task,
+        shared,
     })
 }
 
@@ -432,7 +447,7 @@ fn start_session(
     if shared.registry.live_count() >= shared.cfg.max_sessions {
         return Err(AwsError::new(400, "ThrottlingException", "Rate exceeded: too many open sessions"));
     }
-    let harness = shared.cfg.harness.clone();
+    let harness = shared.harness();
     let kind = harness.as_ref().and_then(|h| h.session_kind.clone()).unwrap_or(kind);
     let port_target = match kind {
         ssm_channel::SessionKind::Port if harness.is_none() => Some(port_target(shared, &req)?),
@@ -470,7 +485,7 @@ fn start_session(
     let setup = SessionSetup {
         id: id.clone(),
         kind,
-        agent: session::agent_behaviour(&shared.cfg, &shared.agent),
+        agent: harness.as_ref().and_then(|h| h.agent.clone()).unwrap_or_else(|| shared.agent.clone()),
         app: shared.cfg.app.clone(),
         port_target,
         stream_url: stream_url.clone(),
@@ -526,7 +541,7 @@ async fn api_fault(
     op: ssm_fault::ApiOp,
 ) -> Result<ssm_fault::ApiEffect, AwsError> {
     let Some(f) = shared.registry.faults(id) else { return Ok(ssm_fault::ApiEffect::Normal) };
-    let clock = shared.cfg.harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock);
+    let clock = shared.harness().map_or_else(crate::clock::Clock::real, |h| h.clock);
     let ctx =
         ssm_fault::Context { resume_in_flight: op == ssm_fault::ApiOp::ResumeSession, ..Default::default() };
     let effect =

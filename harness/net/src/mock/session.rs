@@ -43,8 +43,10 @@ pub(crate) enum ToSession {
     Binary { conn: u64, bytes: Vec<u8> },
     /// That websocket is gone.
     Closed { conn: u64 },
-    /// TerminateSession, or the mock shutting down.
+    /// TerminateSession, an idle or duration timeout.
     Terminate { why: String },
+    /// The mock is shutting down: tell the client and end the task.
+    Shutdown,
     /// Drop the client's websocket without a close frame (a network failure, for tests and
     /// fault scripts).
     ResetClient,
@@ -133,11 +135,6 @@ pub(crate) struct SessionSetup {
     pub extra_client_actions: Vec<String>,
 }
 
-/// The agent behaviour of a session: from the mock's `--agent`, or a scenario's.
-pub(crate) fn agent_behaviour(cfg: &super::config::MockConfig, default: &Behaviour) -> Behaviour {
-    cfg.harness.as_ref().and_then(|h| h.agent.clone()).unwrap_or_else(|| default.clone())
-}
-
 /// A frame on its way to a side.
 #[derive(Debug)]
 struct InFlight {
@@ -179,6 +176,9 @@ pub(crate) struct Session {
     last_enqueued: [Option<Instant>; 2],
     faults: Option<Arc<Mutex<FaultEngine>>>,
     rec: Option<Recorder>,
+    /// The instant of the input being processed: its records share it (see the client's).
+    stamp: Option<Time>,
+    stop: bool,
     client_opens: u64,
     delivered_to_agent: u64,
     offered_by_agent: u64,
@@ -257,6 +257,8 @@ impl Session {
             last_enqueued: [None, None],
             faults: setup.faults,
             rec: setup.recorder,
+            stamp: None,
+            stop: false,
             client_opens: 0,
             delivered_to_agent: 0,
             offered_by_agent: 0,
@@ -273,7 +275,10 @@ impl Session {
 
     fn record(&self, what: What) {
         if let Some(r) = &self.rec {
-            r.record(what);
+            match self.stamp {
+                Some(t) => r.record_at(t, what),
+                None => r.record(what),
+            }
         }
     }
 
@@ -285,7 +290,11 @@ impl Session {
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<ToSession>) {
         self.drain();
         loop {
-            if self.terminated && self.conn.is_none() && self.queue.is_empty() {
+            // A terminated session ends once its client has been told, unless a scenario run
+            // still needs its agent (which learns of the end through CreateDataChannel).
+            if self.stop
+                || (self.terminated && self.conn.is_none() && self.queue.is_empty() && self.rec.is_none())
+            {
                 break;
             }
             let deadline = self.next_deadline();
@@ -337,8 +346,8 @@ impl Session {
             let next = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_deadline();
             add(next.map(|ms| self.clock.instant(Time::from_millis(ms))));
         }
+        add(self.agent.poll_timeout().map(|x| self.clock.instant(x)));
         if !self.terminated {
-            add(self.agent.poll_timeout().map(|x| self.clock.instant(x)));
             add(self.idle_timeout.map(|d| self.last_activity + self.clock.to_real(d)));
             add(self.ends_at);
             add(self.next_bye);
@@ -365,6 +374,10 @@ impl Session {
             self.apply(effects, None, None);
         }
         if self.terminated {
+            let now = self.now();
+            if self.agent.poll_timeout().is_some_and(|t| t <= now) {
+                self.agent.handle_timeout(now);
+            }
             return;
         }
         if self.next_bye.is_some_and(|b| now_i >= b) {
@@ -425,6 +438,10 @@ impl Session {
                 }
             }
             ToSession::Terminate { why } => self.terminate(&why),
+            ToSession::Shutdown => {
+                self.terminate("the mock service is shutting down");
+                self.stop = true;
+            }
             ToSession::ResetClient => self.close_side(Role::Client, None, "reset by the mock"),
             ToSession::Script(cmd) => self.script(cmd),
             ToSession::PortData(bytes) => {
@@ -457,6 +474,7 @@ impl Session {
         self.conn = None;
         self.epoch[0] += 1;
         if let Some(r) = &self.rec {
+            r.client_pipe_broken();
             r.probe.client_opens_at_break.store(self.client_opens, Ordering::Relaxed);
         }
         if !self.terminated {
@@ -763,7 +781,10 @@ impl Session {
             }
             return;
         }
-        if self.recording() {
+        if f.to == Role::Agent {
+            self.stamp = Some(now);
+        }
+        if self.recording() && f.to == Role::Agent {
             let summary = summarize(MsgKind::Binary, &f.bytes);
             self.record(What::Delivered {
                 to: f.to,
@@ -774,6 +795,12 @@ impl Session {
         }
         match f.to {
             Role::Client => {
+                // The client records the delivery when its machine reads the frame.
+                if let Some(r) = &self.rec {
+                    r.sent_to_client(&f.bytes, f.fault.clone());
+                }
+                let is_channel_closed =
+                    ssm_wire::decode(&f.bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
                 let Some((conn, tx)) = &self.conn else { return };
                 let conn = *conn;
                 if tx.try_send(WsOut::Binary(f.bytes)).is_err() {
@@ -781,7 +808,7 @@ impl Session {
                     self.close_side(Role::Client, Some(1011), "the client is not reading");
                     return;
                 }
-                if self.terminated && self.queue.iter().all(|q| q.to != Role::Client) {
+                if is_channel_closed {
                     // channel_closed is out: now the websocket closes.
                     self.close_terminated_client("the session is terminated");
                 }
@@ -789,6 +816,7 @@ impl Session {
             Role::Agent => {
                 self.agent.handle_binary(now, &f.bytes);
                 self.drain();
+                self.stamp = None;
             }
         }
         if f.then_reset {
@@ -934,9 +962,8 @@ impl Session {
         if let App::Port { to_target, .. } = &mut self.app {
             *to_target = None;
         }
-        if self.queue.iter().all(|f| f.to != Role::Client) {
-            self.close_terminated_client(why);
-        }
+        // The client's websocket closes once channel_closed has been written to it (see
+        // `deliver`); if a fault ate the frame, the websocket stays open, as in the simulator.
     }
 
     fn close_terminated_client(&mut self, why: &str) {

@@ -124,6 +124,18 @@ pub(crate) async fn upgrade(
 }
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+/// A write in progress; it hands the sink back when done.
+type Write = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Sink, Result<(), tokio_tungstenite::tungstenite::Error>)> + Send>,
+>;
+
+fn write(mut sink: Sink, msg: Message) -> Write {
+    Box::pin(async move {
+        let r = sink.send(msg).await;
+        (sink, r)
+    })
+}
 
 /// The longest close reason: a control frame carries at most 125 bytes, 2 of them the code
 /// (RFC 6455 5.5); a longer reason makes the whole close frame a protocol error for the peer.
@@ -265,7 +277,7 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
     };
     let check = reg.check_token(&session_id, &token);
     let session = reg.sender(&session_id);
-    let rec = shared.cfg.harness.as_ref().map(|h| h.recorder.clone());
+    let rec = shared.harness().map(|h| h.recorder);
     if let Some(r) = &rec {
         let accepted = check == TokenCheck::Ok && session.is_some();
         let why = if accepted { "ok".to_owned() } else { check.reason().to_owned() };
@@ -298,14 +310,29 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
     }
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
+    // Reading never waits for a write: a client that writes its acknowledgements from its
+    // receive loop (as the plugin does) blocks in that write when the mock stops reading, and
+    // then stops reading itself; if the mock's write were awaited inline, both would wait on
+    // each other forever. The write in progress is a branch of the loop instead.
+    let (sink, mut stream) = ws.split();
+    let mut sink = Some(sink);
+    let mut writing: Option<Write> = None;
     let end: Option<(u16, String)> = loop {
         tokio::select! {
-            out = rx.recv() => match out {
-                Some(WsOut::Binary(b)) => {
-                    if ws.send(Message::Binary(b.into())).await.is_err() {
-                        break None;
-                    }
+            (s, r) = async {
+                match writing.as_mut() {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
                 }
+            }, if writing.is_some() => {
+                writing = None;
+                sink = Some(s);
+                if r.is_err() {
+                    break None;
+                }
+            }
+            out = rx.recv(), if writing.is_none() => match out {
+                Some(WsOut::Binary(b)) => writing = sink.take().map(|s| write(s, Message::Binary(b.into()))),
                 // The session's close on a shutdown (it is told to terminate) may win the race
                 // against the shutdown branch below; the code is still "going away".
                 Some(WsOut::Close(..)) if *shutdown.borrow() => {
@@ -321,7 +348,7 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                 None if session.is_closed() => break Some((1000, "the session ended".into())),
                 None => break Some((1011, "the connection's queue overflowed".into())),
             },
-            msg = ws.next() => {
+            msg = stream.next() => {
                 unanswered = 0;
                 match msg {
                     None => break None,
@@ -361,8 +388,8 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                 if unanswered > PINGS_UNANSWERED {
                     break Some((1001, "no response to pings".into()));
                 }
-                if ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await.is_err() {
-                    break None;
+                if writing.is_none() {
+                    writing = sink.take().map(|s| write(s, Message::Ping(Bytes::from_static(b"keepalive"))));
                 }
             }
             _ = shutdown.changed() => break Some((1001, "the mock service is shutting down".into())),
@@ -370,10 +397,23 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
     };
     let _ = session.send(ToSession::Closed { conn }).await;
     if let Some((code, why)) = end {
-        // Write what the session queued before its close (channel_closed precedes the close).
-        while let Ok(WsOut::Binary(b)) = rx.try_recv() {
-            let _ = ws.send(Message::Binary(b.into())).await;
-        }
+        // The write in progress is finished first (bounded): a close needs the whole socket.
+        let sink = match (sink, writing) {
+            (Some(s), _) => Some(s),
+            (None, Some(w)) => tokio::time::timeout(CLOSE_LINGER, w).await.ok().map(|(s, _)| s),
+            (None, None) => None,
+        };
+        let Some(Ok(mut ws)) = sink.map(|s| s.reunite(stream)) else { return };
+        // Write what the session queued before its close (channel_closed precedes the close),
+        // as long as the client takes it.
+        let flush = async {
+            while let Ok(WsOut::Binary(b)) = rx.try_recv() {
+                if ws.send(Message::Binary(b.into())).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_LINGER, flush).await;
         if code == CLOSE_TOO_BIG {
             close_too_big(&mut ws, &why).await;
         } else {
