@@ -9,7 +9,7 @@ use ssm_runner::{RunEvent, RunOptions};
 use ssm_scenario::check::Verdict;
 
 use crate::exit::Status;
-use crate::output::Output;
+use crate::output::{diag, Output};
 use crate::run_cmd::{load_inputs, RunCmdError};
 
 const MUTANTS_EXIT: &str = "Exit status:
@@ -34,8 +34,9 @@ pub struct MutantsArgs {
     /// Where the scenarios run: the simulator, or real loopback sockets (see `run --backend`)
     #[arg(long, default_value = "sim", value_parser = ["sim", "mock"])]
     backend: String,
-    /// With --backend mock: machine time runs this many times faster than real time
-    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// With --backend mock: 0 runs on virtual time (one thread, a clock that jumps when every
+    /// task waits); N runs on real time sped up N times
+    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(0..=100))]
     time_scale: u32,
 }
 
@@ -61,8 +62,11 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
     let started = std::time::Instant::now();
     let mut scores = Vec::new();
     for m in mutants {
+        let backend = crate::run_cmd::backend(&args.backend, args.time_scale);
         let opts = RunOptions {
-            backend: crate::run_cmd::backend(&args.backend, args.time_scale),
+            // Over real sockets only the scenarios that catch the mutant on the simulator are
+            // run (each of them is simulated again there and must agree).
+            backend: ssm_runner::Backend::Sim,
             imp: ImplName { imp: Impl::Mutant(m), role: None },
             under_test: None,
             seed: args.seed,
@@ -89,6 +93,29 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
             }
         };
         ssm_runner::run_all(&opts, &scenarios, &catalogue, &xfails, &mut sink);
+        if backend != ssm_runner::Backend::Sim {
+            let ids: BTreeSet<String> = caught.drain(..).map(|(id, _)| id).collect();
+            let subset: Vec<_> = scenarios.iter().filter(|(_, sc)| ids.contains(&sc.id)).cloned().collect();
+            let opts = RunOptions { backend, ..opts.clone() };
+            let mut disagreements = Vec::new();
+            let mut sink = |ev: RunEvent| {
+                if let RunEvent::ScenarioFinished(r) = ev {
+                    match r.verdict {
+                        Verdict::Fail | Verdict::NonStrict => {
+                            caught.push((r.id.clone(), "on the mock backend".into()))
+                        }
+                        Verdict::Error => {
+                            disagreements.push((r.id.clone(), r.reason.clone().unwrap_or_default()))
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            ssm_runner::run_all(&opts, &subset, &catalogue, &xfails, &mut sink);
+            for (id, why) in disagreements {
+                diag!("mutant:{}: {id}: {why}", m.name());
+            }
+        }
         caught.sort();
         scores.push(Score {
             mutant: m.name(),

@@ -67,8 +67,9 @@ pub struct RunArgs {
     /// ERROR)
     #[arg(long, default_value = "sim", value_parser = ["sim", "mock"])]
     backend: String,
-    /// With --backend mock: machine time runs this many times faster than real time
-    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// With --backend mock: 0 runs on virtual time (one thread, a clock that jumps when every
+    /// task waits); N runs on real time sped up N times
+    #[arg(long, default_value_t = ssm_net::world::DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(0..=100))]
     time_scale: u32,
 }
 

@@ -208,6 +208,7 @@ pub async fn run(
     let session_id = cfg.session_id.clone();
     let mut m = Channel::new(clock.now(), cfg);
     let mut first_connect = true;
+    let mut connect_url = String::new();
     let mut in_flight_calls = 0u32;
     let mut connecting = false;
     let (mut offered, mut delivered) = (0u64, 0u64);
@@ -270,6 +271,7 @@ pub async fn run(
                 match ev {
                     Event::Connect { url, token } => {
                         gen += 1;
+                        connect_url = url.clone();
                         out.tokens.push(token);
                         connecting = true;
                         let delay = if first_connect {
@@ -478,7 +480,7 @@ pub async fn run(
                 match d {
                     Some(DriverMsg::Connected { gen: g, ws: w }) if g == gen => {
                         connecting = false;
-                        record(What::Opened { side: Role::Client, url: opts.session.stream_url.clone() });
+                        record(What::Opened { side: Role::Client, url: connect_url.clone() });
                         ws = Some(w);
                         out.opens += 1;
                         m.handle_transport_open(t);

@@ -3,9 +3,11 @@
 //! (the client machine over tokio-tungstenite, ResumeSession through aws-sdk-ssm), driven by the
 //! scenario's script and recorded as the same trace the simulator writes.
 //!
-//! Time runs `scale` times faster than real time for every component (see [`Clock`]), so
-//! scenarios written in minutes of protocol time finish in seconds. Unlike the simulator, a run
-//! is not a pure function of its seed: the operating system schedules the sockets.
+//! By default time is virtual: the run's tasks share one thread whose clock is paused and jumps
+//! to the next timer when every task waits, so scenarios written in minutes of protocol time
+//! finish in milliseconds and timing is as exact as in the simulator. With `scale` N > 0 time is
+//! real, N times faster (see [`Clock`]). Either way a run is not a pure function of its seed:
+//! session ids, tokens and the kernel's sockets are real.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,8 +27,8 @@ use crate::control::{SdkControlPlane, SdkOptions};
 use crate::mock::{self, AppConfig, Harness, LinkModel, MockConfig, ScriptCmd, TerminatedResume};
 use crate::record::{Probe, Recorder};
 
-/// The default speed-up of scenario runs over real sockets.
-pub const DEFAULT_SCALE: u32 = 10;
+/// The default clock of scenario runs over real sockets: 0, virtual time (see [`NetInput::scale`]).
+pub const DEFAULT_SCALE: u32 = 0;
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -35,7 +37,9 @@ pub struct NetInput<'a> {
     pub client: Behaviour,
     pub agent: Behaviour,
     pub seed: u64,
-    /// Machine time runs this many times faster than real time.
+    /// 0: virtual time. The run has one thread and a paused clock that jumps to the next timer
+    /// whenever every task waits; loopback data is readable as soon as it is written, so the
+    /// jump never overtakes a frame on the wire. N > 0: real time, sped up N times.
     pub scale: u32,
 }
 
@@ -65,7 +69,15 @@ pub struct NetOutput {
 
 /// Runs one scenario to its end on a runtime of its own.
 pub fn run(input: &NetInput<'_>) -> NetOutput {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = if input.scale == 0 {
+        // Virtual time: one thread, the clock paused and advanced to the next timer whenever
+        // every task waits (loopback data is readable as soon as it is written, so no task
+        // waits on the network while time jumps).
+        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             return NetOutput {
@@ -202,7 +214,7 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
     };
     // Machine time starts now, with everything listening: the session and both machines are
     // created at its zero, as in the simulator.
-    let clock = Clock::scaled(input.scale);
+    let clock = Clock::scaled(input.scale.max(1));
     let rec = Recorder::new(clock);
     m.set_harness(harness_for(clock, &rec));
     let finish = |rec: &Recorder, end: NetEnd| {

@@ -406,6 +406,10 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
     }
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let op = Operation::from_target(target)?;
+    if let Some(h) = shared.harness() {
+        // A scenario's link latency applies to the API's round trip too, as in the simulator.
+        tokio::time::sleep(h.clock.to_real(shared.cfg.link.latency * 2)).await;
+    }
     tracing::info!(op = op.name(), "API call");
     match op {
         Operation::StartSession => start_session(shared, StartSession::parse(&body)?, &parts.headers),

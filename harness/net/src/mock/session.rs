@@ -808,9 +808,9 @@ impl Session {
                     self.close_side(Role::Client, Some(1011), "the client is not reading");
                     return;
                 }
-                if is_channel_closed {
+                if is_channel_closed && self.terminated {
                     // channel_closed is out: now the websocket closes.
-                    self.close_terminated_client("the session is terminated");
+                    self.close_side(Role::Client, Some(1000), "the session is terminated");
                 }
             }
             Role::Agent => {
@@ -964,12 +964,6 @@ impl Session {
         }
         // The client's websocket closes once channel_closed has been written to it (see
         // `deliver`); if a fault ate the frame, the websocket stays open, as in the simulator.
-    }
-
-    fn close_terminated_client(&mut self, why: &str) {
-        if let Some((_, tx)) = self.conn.take() {
-            let _ = tx.try_send(WsOut::Close(1000, why.to_owned()));
-        }
     }
 
     // ------------------------------------------------------------------ applications

@@ -95,6 +95,10 @@ pub(crate) async fn upgrade(
         }
     }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    if let Some(h) = shared.harness() {
+        // A scenario's link latency applies to the upgrade, as in the simulator.
+        tokio::time::sleep(h.clock.to_real(shared.cfg.link.latency)).await;
+    }
     // The websocket keeps the connection's slot under max_connections until it ends.
     let permit = req.extensions().get::<super::ConnPermit>().and_then(super::ConnPermit::take);
     let upgrade = hyper::upgrade::on(req);
@@ -151,12 +155,18 @@ fn close_reason(reason: &str) -> &str {
 
 /// How long a closing connection waits for the peer (the close written, then the peer's reply).
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// The same on a shutdown, which should not wait long for clients.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(250);
 
 /// Sends a close frame, then waits (bounded) for the peer's close reply before the socket is
 /// dropped: dropping it with input still unread makes the kernel answer with a reset, and the
 /// peer may then lose the close frame (and with it the code and reason).
 async fn close(ws: &mut Ws, code: u16, reason: &str) {
-    let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+    close_within(ws, code, reason, CLOSE_LINGER).await;
+}
+
+async fn close_within(ws: &mut Ws, code: u16, reason: &str, linger: Duration) {
+    let deadline = tokio::time::Instant::now() + linger;
     let frame = CloseFrame { code: CloseCode::from(code), reason: close_reason(reason).to_owned().into() };
     let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
     let _ = tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = ws.next().await {} }).await;
@@ -222,7 +232,7 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
         None => tokio::select! {
             r = tokio::time::timeout(shared.cfg.open_timeout, first_data_message(&mut ws)) => Some(r),
             _ = shutdown.changed() => {
-                close(&mut ws, 1001, "the mock service is shutting down").await;
+                close_within(&mut ws, 1001, "the mock service is shutting down", SHUTDOWN_LINGER).await;
                 return;
             }
         },
@@ -333,11 +343,6 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
             }
             out = rx.recv(), if writing.is_none() => match out {
                 Some(WsOut::Binary(b)) => writing = sink.take().map(|s| write(s, Message::Binary(b.into()))),
-                // The session's close on a shutdown (it is told to terminate) may win the race
-                // against the shutdown branch below; the code is still "going away".
-                Some(WsOut::Close(..)) if *shutdown.borrow() => {
-                    break Some((1001, "the mock service is shutting down".into()))
-                }
                 Some(WsOut::Close(code, why)) => break Some((code, why)),
                 Some(WsOut::Reset) => {
                     let _ = session.send(ToSession::Closed { conn }).await;
@@ -396,11 +401,17 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
         }
     };
     let _ = session.send(ToSession::Closed { conn }).await;
+    // On a shutdown the session is told to terminate too, and its close (or its end) may win
+    // the race against the shutdown branch: whichever it was, the code is "going away".
+    let shutting_down = *shutdown.borrow();
+    let end =
+        if shutting_down { end.map(|_| (1001, "the mock service is shutting down".to_owned())) } else { end };
     if let Some((code, why)) = end {
+        let linger = if shutting_down { SHUTDOWN_LINGER } else { CLOSE_LINGER };
         // The write in progress is finished first (bounded): a close needs the whole socket.
         let sink = match (sink, writing) {
             (Some(s), _) => Some(s),
-            (None, Some(w)) => tokio::time::timeout(CLOSE_LINGER, w).await.ok().map(|(s, _)| s),
+            (None, Some(w)) => tokio::time::timeout(linger, w).await.ok().map(|(s, _)| s),
             (None, None) => None,
         };
         let Some(Ok(mut ws)) = sink.map(|s| s.reunite(stream)) else { return };
@@ -413,11 +424,11 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                 }
             }
         };
-        let _ = tokio::time::timeout(CLOSE_LINGER, flush).await;
+        let _ = tokio::time::timeout(linger, flush).await;
         if code == CLOSE_TOO_BIG {
             close_too_big(&mut ws, &why).await;
         } else {
-            close(&mut ws, code, &why).await;
+            close_within(&mut ws, code, &why, linger).await;
         }
     }
 }
