@@ -10,8 +10,12 @@
 //!
 //! Behaviour is plain configuration ([`Behaviour`]): the conformant ideal, the 2024 reference
 //! client and agent, or a [`Mutant`] with one deliberate bug.
+//!
+//! KMS encryption (HS-006) is configuration too: [`Config::kms`] holds a fake KMS ([`kms::Kms`]);
+//! an agent with one requests the `KMSEncryption` action, a client with one can perform it.
 
 pub mod fuzz;
+pub mod kms;
 mod machine;
 pub mod pair;
 pub mod profile;
@@ -32,7 +36,8 @@ pub(crate) use ssm_wire::payload::action_status as payload_status;
 
 /// Resend scheduler tick (RTX-002).
 pub const RESEND_TICK: Duration = Duration::from_millis(100);
-/// How long an agent waits for each handshake reply (HS-003, HS-006).
+/// How long an agent waits for each handshake reply: the HandshakeResponse (HS-003) and the
+/// answer to the encryption challenge (HS-006).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an agent waits for its outgoing buffer to drain before closing (TERM-004).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -102,9 +107,21 @@ impl SessionKind {
         }
     }
 
-    /// Whether the agent performs the handshake (HS-001). KMS encryption is not modelled.
+    /// Whether the agent performs the handshake without KMS encryption (HS-001).
     pub fn has_handshake(&self) -> bool {
         matches!(self, SessionKind::NonInteractiveCommands | SessionKind::Port)
+    }
+
+    /// Whether the agent requests KMS encryption when its session preferences name a key: for
+    /// every plugin except `Port` (4.5).
+    pub fn supports_kms(&self) -> bool {
+        !matches!(self, SessionKind::Port)
+    }
+
+    /// Whether the agent performs the handshake, with or without a KMS key configured (HS-001):
+    /// `Port` and `NonInteractiveCommands` always, the shells only with KMS encryption.
+    pub fn handshakes(&self, kms: bool) -> bool {
+        self.has_handshake() || (kms && self.supports_kms())
     }
 }
 
@@ -125,11 +142,18 @@ pub struct Config {
     pub session_kind: SessionKind,
     /// ClientVersion / AgentVersion strings written into the protocol.
     pub version: String,
-    /// Agent only: `ClientInstanceId` in its OpenDataChannel.
+    /// The session's target: the agent's `ClientInstanceId` in its OpenDataChannel, and for
+    /// both roles the `aws:ssm:TargetId` of the KMS encryption context (the client takes it from
+    /// the StartSession request's `Target`).
     pub instance_id: String,
     /// Agent only: action types it requests in the HandshakeRequest beyond SessionType (newer
     /// agents may ask for actions an older client does not know; HS-002).
     pub extra_client_actions: Vec<String>,
+    /// KMS encryption (HS-006). Agent: `Some` means the session preferences name this KMS key:
+    /// the HandshakeRequest asks for `KMSEncryption` (not for `Port` sessions, 4.5), which makes
+    /// shells handshake too. Client: `Some` means it can call KMS and performs the action;
+    /// `None` answers it with status Failed. `None` on both sides is a plain session.
+    pub kms: Option<kms::Kms>,
 }
 
 impl Config {
@@ -151,6 +175,7 @@ impl Config {
             },
             instance_id: "i-0123456789abcdef0".to_owned(),
             extra_client_actions: Vec::new(),
+            kms: None,
         }
     }
 }
@@ -232,6 +257,11 @@ pub enum EndReason {
     HandshakeFailed { detail: String },
     /// No HandshakeResponse in time (HS-003).
     HandshakeTimeout,
+    /// KMS encryption could not be set up (HS-006): the data key did not decrypt, or the
+    /// encryption challenge failed (answer missing its key, undecryptable, or different).
+    EncryptionFailed { detail: String },
+    /// No answer to the encryption challenge in time (HS-006).
+    ChallengeTimeout,
     /// The local side terminated the session (TerminateSession API or Flag).
     Terminated,
     /// The agent's application finished (TERM-004).

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use ssm_spec::Req;
 use ssm_wire::payload::{
-    self, action_status, action_type, AcknowledgeContent, AgentSessionState, ChannelClosed,
-    HandshakeComplete, HandshakeRequest, HandshakeResponse, OpenDataChannelAgent, OpenDataChannelClient,
-    ProcessedClientAction, RequestedClientAction,
+    self, action_status, action_type, AcknowledgeContent, AgentSessionState, ChannelClosed, EncChallenge,
+    HandshakeComplete, HandshakeRequest, HandshakeResponse, KmsEncryptionRequest, KmsEncryptionResponse,
+    OpenDataChannelAgent, OpenDataChannelClient, ProcessedClientAction, RequestedClientAction,
 };
 use ssm_wire::{decode, DecodeError, Frame, HeaderFlags, MessageType, Overrides, PayloadType, WireFrame};
 use uuid::Uuid;
 
+use crate::kms::{self, AesKey, DataKey, EncryptionContext};
 use crate::profile::RetransmitScope;
 use crate::profile::{AdvanceExpected, Behaviour, DigestCheck, EarlyDuplicate, Mutant, OutgoingFull};
 use crate::rng::Rng;
@@ -23,6 +24,39 @@ use crate::{
 
 /// How many delivered messages are remembered to check retransmissions for identical bytes.
 const SEEN_WINDOW: usize = 8192;
+
+/// The most stream messages any sender can hold unacknowledged: the largest outgoing buffer of
+/// protocol.md 5.4 (the agent's 100 000). A peer's sequence number can run ahead of this side's
+/// expected number by at most this plus the reorder buffer (acknowledged early messages held
+/// here); anything further was never sent in order (SEQ-001).
+const MAX_SENDER_OUTSTANDING: i64 = 100_000;
+
+/// The two AES-256-GCM keys of one side once KMS encryption is negotiated (HS-006).
+#[derive(Clone)]
+struct Cipher {
+    /// Encrypts what this side sends.
+    send: AesKey,
+    /// Decrypts what the peer sends.
+    recv: AesKey,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher(..)")
+    }
+}
+
+impl Cipher {
+    /// The client sends with bytes 32..63 and reads with 0..31; the agent the other way round.
+    fn new(role: Role, key: &DataKey, swapped: bool) -> Self {
+        let (a2c, c2a) = (key.agent_key(), key.client_key());
+        let (send, recv) = match (role, swapped) {
+            (Role::Client, false) | (Role::Agent, true) => (c2a, a2c),
+            (Role::Agent, false) | (Role::Client, true) => (a2c, c2a),
+        };
+        Cipher { send, recv }
+    }
+}
 
 /// A stream message this side sent and the peer has not acknowledged yet.
 #[derive(Debug, Clone)]
@@ -79,12 +113,15 @@ enum Link {
 enum Handshake {
     /// Client: waiting for the agent's first stream message.
     ClientWaiting,
-    /// Client: a HandshakeRequest was answered; waiting for HandshakeComplete.
-    ClientAnswered { session_type: Option<String> },
+    /// Client: a HandshakeRequest was answered; waiting for HandshakeComplete. `challenged`:
+    /// the encryption challenge was answered (KMS encryption only).
+    ClientAnswered { session_type: Option<String>, challenged: bool },
     /// Agent: not started (no transport yet).
     AgentIdle,
-    /// Agent: HandshakeRequest sent.
-    AgentAwaiting { deadline: Time, sent_at: Time, requested: usize },
+    /// Agent: HandshakeRequest sent; `kms`: it asked for KMSEncryption.
+    AgentAwaiting { deadline: Time, sent_at: Time, requested: usize, kms: bool },
+    /// Agent: EncChallengeRequest sent with this plaintext challenge (HS-006).
+    AgentChallenging { deadline: Time, sent_at: Time, challenge: Vec<u8> },
     /// Application data may flow.
     Done { session_type: String },
 }
@@ -128,6 +165,8 @@ pub struct Channel {
     frozen: bool,
     // session
     handshake: Handshake,
+    /// KMS encryption keys, once negotiated (HS-006).
+    cipher: Option<Cipher>,
     peer_version: Option<String>,
     reconnect: Option<Reconnect>,
     initial_delay_ms: u64,
@@ -177,6 +216,7 @@ impl Channel {
             consumer_ready: true,
             frozen: false,
             handshake,
+            cipher: None,
             peer_version: None,
             reconnect: None,
             initial_delay_ms,
@@ -296,7 +336,9 @@ impl Channel {
         }
         consider(self.next_resend_tick());
         consider(self.reconnect.as_ref().and_then(|r| if r.in_flight { None } else { r.next_call }));
-        if let Handshake::AgentAwaiting { deadline, .. } = self.handshake {
+        if let Handshake::AgentAwaiting { deadline, .. } | Handshake::AgentChallenging { deadline, .. } =
+            self.handshake
+        {
             consider(Some(deadline));
         }
         consider(self.draining_until);
@@ -518,11 +560,16 @@ impl Channel {
                 self.events.push_back(ev);
             }
         }
-        if let Handshake::AgentAwaiting { deadline, .. } = self.handshake {
-            if now >= deadline {
+        match self.handshake {
+            Handshake::AgentAwaiting { deadline, .. } if now >= deadline => {
                 self.end(EndReason::HandshakeTimeout);
                 return;
             }
+            Handshake::AgentChallenging { deadline, .. } if now >= deadline => {
+                self.end(EndReason::ChallengeTimeout);
+                return;
+            }
+            _ => {}
         }
         if self.link == Link::Up {
             if self.pong_due.is_some_and(|t| now >= t) {
@@ -682,6 +729,16 @@ impl Channel {
             HeaderFlags::NONE
         };
         let message_id = self.rng.uuid_v4();
+        let key = self.cipher.as_ref().filter(|_| kms::encrypts(self.cfg.role, payload_type)).map(|c| c.send);
+        let payload = match key {
+            Some(key) => {
+                // HS-006: nonce || AES-256-GCM ciphertext || tag, the nonce from the seeded generator.
+                let mut nonce = [0u8; kms::NONCE_LEN];
+                self.rng.fill(&mut nonce);
+                kms::seal(&key, nonce, bytes)
+            }
+            None => bytes.to_vec(),
+        };
         let frame = Frame {
             message_type: self.cfg.role.outbound_stream(),
             schema_version: 1,
@@ -690,7 +747,7 @@ impl Channel {
             flags,
             message_id,
             payload_type,
-            payload: bytes.to_vec(),
+            payload,
         };
         let encoded = self.encode(&frame);
         let write_now = self.link == Link::Up && !self.paused;
@@ -941,11 +998,47 @@ impl Channel {
                 self.send_ack(now, wire, None);
             }
             if self.b.has_bug(Mutant::DeliverDuplicates) {
-                self.deliver(now, s, wire.payload_type, wire.payload);
+                let plain = self.decrypt(wire).ok().flatten();
+                self.deliver(now, s, wire.payload_type, plain.as_deref().unwrap_or(wire.payload));
             }
             self.note(Note::Dropped { seq: Some(s), why: format!("duplicate, expected {e}") });
             return;
         }
+        let window =
+            i64::try_from(self.b.reorder_capacity).unwrap_or(i64::MAX).saturating_add(MAX_SENDER_OUTSTANDING);
+        if s.saturating_sub(e) > window {
+            // No sender can be this far ahead: it holds at most MAX_SENDER_OUTSTANDING
+            // unacknowledged messages, and this side at most reorder_capacity acknowledged early
+            // ones. The number was skipped. Dropped without an ack, like a frame the full
+            // reorder buffer has no room for.
+            self.violation(
+                Req::Seq001,
+                format!(
+                    "stream message {s} is {} ahead of the expected {e}, beyond the {window} messages a sender can have outstanding (reorder buffer {} here, at most {MAX_SENDER_OUTSTANDING} unacknowledged there): sequence numbers were skipped",
+                    s.saturating_sub(e),
+                    self.b.reorder_capacity
+                ),
+            );
+            self.note(Note::Dropped { seq: Some(s), why: "far beyond the receive window".into() });
+            return;
+        }
+        // HS-006: decrypt before buffering or delivering; a payload that does not decrypt is
+        // neither acknowledged nor delivered (an intact retransmission may follow).
+        let plain = match self.decrypt(wire) {
+            Ok(p) => p,
+            Err(e) => {
+                self.violation(
+                    Req::Hs006,
+                    format!(
+                        "stream message {s} (payload type {}) does not decrypt: {e}",
+                        wire.payload_type.0
+                    ),
+                );
+                self.note(Note::Dropped { seq: Some(s), why: "payload does not decrypt".into() });
+                return;
+            }
+        };
+        let payload = plain.as_deref().unwrap_or(wire.payload);
         if s > e {
             if self.b.has_bug(Mutant::DropEarlyFrames) {
                 self.note(Note::Dropped { seq: Some(s), why: format!("early, expected {e}") });
@@ -958,7 +1051,7 @@ impl Channel {
                 if self.b.early_duplicate == EarlyDuplicate::Overwrite {
                     self.reorder.insert(
                         s,
-                        Buffered { id, payload_type: wire.payload_type, payload: wire.payload.to_vec() },
+                        Buffered { id, payload_type: wire.payload_type, payload: payload.to_vec() },
                     );
                 }
                 return;
@@ -969,7 +1062,7 @@ impl Channel {
             }
             self.send_ack(now, wire, None);
             self.reorder
-                .insert(s, Buffered { id, payload_type: wire.payload_type, payload: wire.payload.to_vec() });
+                .insert(s, Buffered { id, payload_type: wire.payload_type, payload: payload.to_vec() });
             return;
         }
         // In order.
@@ -988,7 +1081,7 @@ impl Channel {
             self.violation(Req::Type005, "agent stream message 0 without SYN".into());
         }
         self.remember(s, id);
-        self.deliver(now, s, wire.payload_type, wire.payload);
+        self.deliver(now, s, wire.payload_type, payload);
         match self.b.advance_expected {
             AdvanceExpected::OnDelivery => {
                 self.send_ack(now, wire, None);
@@ -1024,8 +1117,15 @@ impl Channel {
         match (self.cfg.role, pt) {
             (Role::Client, PayloadType::HANDSHAKE_REQUEST) => self.on_handshake_request(now, bytes),
             (Role::Client, PayloadType::HANDSHAKE_COMPLETE) => self.on_handshake_complete(bytes),
+            (Role::Client, PayloadType::ENC_CHALLENGE_REQUEST) => self.on_challenge_request(now, bytes),
             (Role::Agent, PayloadType::HANDSHAKE_RESPONSE) => self.on_handshake_response(now, bytes),
-            (Role::Agent, _) if matches!(self.handshake, Handshake::AgentAwaiting { .. }) => {
+            (Role::Agent, PayloadType::ENC_CHALLENGE_RESPONSE) => self.on_challenge_response(now, bytes),
+            (Role::Agent, _)
+                if matches!(
+                    self.handshake,
+                    Handshake::AgentAwaiting { .. } | Handshake::AgentChallenging { .. }
+                ) =>
+            {
                 // 5.2 agent quirk: data before the handshake completes is acknowledged and dropped.
                 if self.b.discard_data_before_handshake {
                     self.note(Note::Dropped { seq: Some(seq), why: "data before handshake complete".into() });
@@ -1081,7 +1181,9 @@ impl Channel {
 
     fn start_agent_handshake(&mut self, now: Time) {
         let kind = self.cfg.session_kind.clone();
-        if !kind.has_handshake() {
+        // The session preferences name a KMS key: encryption for every plugin but Port (4.5).
+        let kms_key = self.cfg.kms.as_ref().filter(|_| kind.supports_kms()).map(|k| k.key_id().to_owned());
+        if !kind.handshakes(kms_key.is_some()) {
             let session_type = kind.session_type().to_owned();
             self.handshake = Handshake::Done { session_type: session_type.clone() };
             self.events.push_back(Event::SessionReady { session_type });
@@ -1089,6 +1191,15 @@ impl Channel {
         }
         let mut actions =
             vec![RequestedClientAction::session_type(kind.session_type(), serde_json::Value::Null)];
+        if let Some(key_id) = &kms_key {
+            // The agent's struct carries 16 random bytes the 2024 client ignores (4.5).
+            let mut random = [0u8; 16];
+            self.rng.fill(&mut random);
+            actions.push(RequestedClientAction::kms_encryption(&KmsEncryptionRequest::new(
+                key_id,
+                Some(&random),
+            )));
+        }
         for extra in &self.cfg.extra_client_actions {
             actions.push(RequestedClientAction {
                 action_type: extra.clone(),
@@ -1101,8 +1212,12 @@ impl Channel {
             requested_client_actions: Some(actions),
         };
         let _ = self.send_stream(now, PayloadType::HANDSHAKE_REQUEST, &payload::to_go_json(&request));
-        self.handshake =
-            Handshake::AgentAwaiting { deadline: now + HANDSHAKE_TIMEOUT, sent_at: now, requested };
+        self.handshake = Handshake::AgentAwaiting {
+            deadline: now + HANDSHAKE_TIMEOUT,
+            sent_at: now,
+            requested,
+            kms: kms_key.is_some(),
+        };
     }
 
     fn on_handshake_request(&mut self, now: Time, bytes: &[u8]) {
@@ -1132,11 +1247,7 @@ impl Channel {
                         (action_status::FAILED, serde_json::Value::Null, "bad SessionType parameters".into())
                     }
                 },
-                action_type::KMS_ENCRYPTION => (
-                    action_status::FAILED,
-                    serde_json::Value::Null,
-                    "KMS encryption is not supported by this client".into(),
-                ),
+                action_type::KMS_ENCRYPTION => self.perform_kms_action(&action),
                 other => {
                     let status = self.b.unknown_action_status;
                     // The 2024 plugin puts 3 into ActionResult and leaves the status at 0.
@@ -1156,8 +1267,111 @@ impl Channel {
             processed_client_actions: Some(processed),
             errors: None,
         };
-        self.handshake = Handshake::ClientAnswered { session_type };
+        self.handshake = Handshake::ClientAnswered { session_type, challenged: false };
         let _ = self.send_stream(now, PayloadType::HANDSHAKE_RESPONSE, &payload::to_go_json(&response));
+    }
+
+    /// The KMS encryption context of this session.
+    fn kms_context(&self) -> EncryptionContext<'_> {
+        EncryptionContext { session_id: &self.cfg.session_id, target_id: &self.cfg.instance_id }
+    }
+
+    /// Client: the KMSEncryption action (4.8): GenerateDataKey, keep the key, return the blob.
+    fn perform_kms_action(&mut self, action: &RequestedClientAction) -> (u32, serde_json::Value, String) {
+        let failed = |e: String| (action_status::FAILED, serde_json::Value::Null, e);
+        let Some(kms) = self.cfg.kms.clone() else {
+            return failed("KMS encryption is not supported by this client".into());
+        };
+        let Some(params) = action.as_kms_encryption() else {
+            return failed("bad KMSEncryption parameters".into());
+        };
+        // The context borrows the configuration while the generator is borrowed mutably, so it
+        // is spelled out here rather than taken from `kms_context`.
+        let ctx = EncryptionContext { session_id: &self.cfg.session_id, target_id: &self.cfg.instance_id };
+        match kms.generate_data_key(&mut self.rng, &params.kms_key_id, &ctx) {
+            Ok((key, blob)) => {
+                self.cipher =
+                    Some(Cipher::new(self.cfg.role, &key, self.b.has_bug(Mutant::SwappedKeyHalves)));
+                let result = KmsEncryptionResponse { kms_cipher_text_key: blob, kms_cipher_text_hash: None };
+                (action_status::SUCCESS, serde_json::to_value(&result).unwrap_or_default(), String::new())
+            }
+            Err(e) => failed(format!("KMS GenerateDataKey failed: {e}")),
+        }
+    }
+
+    /// Seals `plain` with this side's sending key (the caller checked there is one).
+    fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        let Some(key) = self.cipher.as_ref().map(|c| c.send) else { return plain.to_vec() };
+        let mut nonce = [0u8; kms::NONCE_LEN];
+        self.rng.fill(&mut nonce);
+        kms::seal(&key, nonce, plain)
+    }
+
+    /// The plaintext of a payload the peer encrypts, once KMS encryption is on; `Ok(None)` for
+    /// payloads that travel in the clear.
+    fn decrypt(&self, wire: &WireFrame<'_>) -> Result<Option<Vec<u8>>, kms::OpenError> {
+        match &self.cipher {
+            Some(c) if kms::encrypts(self.cfg.role.peer(), wire.payload_type) => {
+                kms::open(&c.recv, wire.payload).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Ends the session because encryption could not be set up, blaming the peer (HS-006).
+    fn encryption_failed(&mut self, detail: String) {
+        self.violation(Req::Hs006, detail.clone());
+        self.end(EndReason::EncryptionFailed { detail });
+    }
+
+    /// Client: EncChallengeRequest (4.8): decrypt with the agent key, answer re-encrypted with
+    /// the client key.
+    fn on_challenge_request(&mut self, now: Time, bytes: &[u8]) {
+        let Some(cipher) = self.cipher.clone() else {
+            self.violation(Req::Hs006, "EncChallengeRequest without negotiated KMS encryption".into());
+            return;
+        };
+        let request: EncChallenge = match serde_json::from_slice(bytes) {
+            Ok(r) => r,
+            Err(e) => return self.encryption_failed(format!("EncChallengeRequest does not parse: {e}")),
+        };
+        let plain = match kms::open(&cipher.recv, &request.challenge) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.encryption_failed(format!(
+                    "the encryption challenge does not decrypt with the agent key (data key bytes 0..31): {e}"
+                ))
+            }
+        };
+        let answer = EncChallenge { challenge: self.seal(&plain) };
+        if let Handshake::ClientAnswered { challenged, .. } = &mut self.handshake {
+            *challenged = true;
+        }
+        let _ = self.send_stream(now, PayloadType::ENC_CHALLENGE_RESPONSE, &payload::to_go_json(&answer));
+    }
+
+    /// Agent: EncChallengeResponse (4.8): it must decrypt with the client key to the challenge.
+    fn on_challenge_response(&mut self, now: Time, bytes: &[u8]) {
+        let Handshake::AgentChallenging { sent_at, ref challenge, .. } = self.handshake else {
+            self.note(Note::Dropped { seq: None, why: "EncChallengeResponse outside a challenge".into() });
+            return;
+        };
+        let challenge = challenge.clone();
+        let Some(cipher) = self.cipher.clone() else { return };
+        let answer: EncChallenge = match serde_json::from_slice(bytes) {
+            Ok(a) => a,
+            Err(e) => return self.encryption_failed(format!("EncChallengeResponse does not parse: {e}")),
+        };
+        match kms::open(&cipher.recv, &answer.challenge) {
+            Ok(plain) if plain == challenge => self.complete_handshake(now, sent_at),
+            Ok(plain) => self.encryption_failed(format!(
+                "the answer to the encryption challenge decrypts to {} different bytes",
+                plain.len()
+            )),
+            Err(e) => self.encryption_failed(format!(
+                "the answer to the encryption challenge does not decrypt with the client key (data key bytes 32..63): {e}"
+            )),
+        }
     }
 
     fn on_handshake_complete(&mut self, bytes: &[u8]) {
@@ -1165,11 +1379,14 @@ impl Channel {
             self.violation(Req::Hs005, "HandshakeComplete does not parse".into());
         }
         match std::mem::replace(&mut self.handshake, Handshake::ClientWaiting) {
-            Handshake::ClientAnswered { session_type: Some(session_type) } => {
+            Handshake::ClientAnswered { session_type: Some(session_type), challenged } => {
+                if self.cipher.is_some() && !challenged {
+                    self.violation(Req::Hs006, "HandshakeComplete before the encryption challenge".into());
+                }
                 self.handshake = Handshake::Done { session_type: session_type.clone() };
                 self.events.push_back(Event::SessionReady { session_type });
             }
-            Handshake::ClientAnswered { session_type: None } => {
+            Handshake::ClientAnswered { session_type: None, .. } => {
                 self.end(EndReason::HandshakeFailed { detail: "unable to determine SessionType".into() });
             }
             other => {
@@ -1180,7 +1397,7 @@ impl Channel {
     }
 
     fn on_handshake_response(&mut self, now: Time, bytes: &[u8]) {
-        let Handshake::AgentAwaiting { sent_at, requested, .. } = self.handshake else {
+        let Handshake::AgentAwaiting { sent_at, requested, kms, .. } = self.handshake else {
             self.note(Note::Dropped { seq: None, why: "HandshakeResponse outside a handshake".into() });
             return;
         };
@@ -1207,6 +1424,38 @@ impl Channel {
             self.end(EndReason::HandshakeFailed { detail });
             return;
         }
+        if kms {
+            self.start_challenge(now, sent_at, &actions);
+            return;
+        }
+        self.complete_handshake(now, sent_at);
+    }
+
+    /// Agent: decrypt the data key from the KMSEncryption result, then send the encryption
+    /// challenge (4.8): 64 random bytes sealed with the agent key.
+    fn start_challenge(&mut self, now: Time, sent_at: Time, actions: &[ProcessedClientAction]) {
+        let Some(kms) = self.cfg.kms.clone() else { return };
+        let Some(action) = actions.iter().find(|a| a.action_type == action_type::KMS_ENCRYPTION) else {
+            return self.encryption_failed("the HandshakeResponse has no KMSEncryption action".into());
+        };
+        let Some(result) = action.as_kms_encryption() else {
+            return self.encryption_failed("the KMSEncryption ActionResult has no KMSCipherTextKey".into());
+        };
+        let key = match kms.decrypt(&result.kms_cipher_text_key, &self.kms_context()) {
+            Ok(k) => k,
+            Err(e) => return self.encryption_failed(format!("KMS Decrypt of KMSCipherTextKey failed: {e}")),
+        };
+        self.cipher = Some(Cipher::new(self.cfg.role, &key, self.b.has_bug(Mutant::SwappedKeyHalves)));
+        let mut challenge = vec![0u8; kms::CHALLENGE_LEN];
+        self.rng.fill(&mut challenge);
+        let request = EncChallenge { challenge: self.seal(&challenge) };
+        let _ = self.send_stream(now, PayloadType::ENC_CHALLENGE_REQUEST, &payload::to_go_json(&request));
+        self.handshake =
+            Handshake::AgentChallenging { deadline: now + HANDSHAKE_TIMEOUT, sent_at, challenge };
+    }
+
+    /// Agent: HandshakeComplete, and the session is ready.
+    fn complete_handshake(&mut self, now: Time, sent_at: Time) {
         let elapsed = i64::try_from(now.since(sent_at).as_nanos()).unwrap_or(i64::MAX);
         let complete =
             HandshakeComplete { handshake_time_to_complete: elapsed, customer_message: String::new() };
@@ -1300,13 +1549,94 @@ fn version_gt(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::Behaviour;
 
     #[test]
     fn versions() {
         assert!(version_gt("3.3.987.0", "2.3.722.0"));
         assert!(!version_gt("2.3.722.0", "2.3.722.0"));
         assert!(version_gt("2.3.722.1", "2.3.722.0"));
+    }
+
+    fn client_frame(seq: i64, payload: &[u8]) -> Vec<u8> {
+        Frame {
+            message_type: MessageType::InputStreamData,
+            schema_version: 1,
+            created_date_ms: 1_700_000_000_000,
+            sequence_number: seq,
+            flags: HeaderFlags::NONE,
+            message_id: Uuid::from_u128(0x1111_2222_3333_4000_8000_0000_0000_0000 + seq as u128),
+            payload_type: PayloadType::OUTPUT,
+            payload: payload.to_vec(),
+        }
+        .encode_with(&Overrides::default())
+    }
+
+    /// Drains a machine: the sequence numbers it acknowledged, and its events.
+    fn drain(ch: &mut Channel) -> (Vec<i64>, Vec<Event>) {
+        let mut acked = Vec::new();
+        while let Some(t) = ch.poll_transmit() {
+            if let Transmit::Binary(b) = t {
+                let w = decode(&b).unwrap();
+                if w.message_type == MessageType::Acknowledge {
+                    acked.push(
+                        serde_json::from_slice::<AcknowledgeContent>(w.payload).unwrap().sequence_number,
+                    );
+                }
+            }
+        }
+        (acked, std::iter::from_fn(|| ch.poll_event()).collect())
+    }
+
+    #[test]
+    fn a_sequence_number_far_beyond_the_window_is_a_seq001_violation_and_dropped() {
+        let cfg = Config::new(Role::Agent, Behaviour::conformant(Role::Agent), 5);
+        let window = cfg.behaviour.reorder_capacity as i64 + MAX_SENDER_OUTSTANDING;
+        let mut a = Channel::new(Time::ZERO, cfg);
+        a.handle_transport_open(Time::ZERO);
+        let _ = drain(&mut a);
+        a.handle_binary(Time::from_millis(1), &client_frame(0, b"a"));
+        assert_eq!(drain(&mut a).0, [0]);
+        // Expected is 1: one past the farthest a sender can be ahead.
+        let far = 1 + window + 1;
+        a.handle_binary(Time::from_millis(2), &client_frame(far, b"jump"));
+        let (acked, events) = drain(&mut a);
+        assert!(acked.is_empty(), "a frame beyond the window is not acknowledged: {acked:?}");
+        let violations: Vec<&PeerViolation> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Violation(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(violations.len(), 1, "{events:?}");
+        assert_eq!(violations[0].req, Req::Seq001);
+        assert!(violations[0].detail.contains(&format!("stream message {far}")), "{}", violations[0].detail);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Event::Note(Note::Dropped { seq: Some(s), .. }) if *s == far)));
+        assert!(!events.iter().any(|e| matches!(e, Event::Data { .. })));
+        assert_eq!((a.reordered(), a.expected_seq()), (0, 1));
+        // The machine keeps going: in-order data is delivered, and the farthest number a sender
+        // can legitimately reach is buffered as an early message.
+        a.handle_binary(Time::from_millis(3), &client_frame(1 + window, b"edge"));
+        let (acked, events) = drain(&mut a);
+        assert_eq!(acked, [1 + window]);
+        assert!(!events.iter().any(|e| matches!(e, Event::Violation(_))), "{events:?}");
+        assert_eq!(a.reordered(), 1);
+        a.handle_binary(Time::from_millis(4), &client_frame(1, b"b"));
+        let (acked, events) = drain(&mut a);
+        assert_eq!(acked, [1]);
+        assert!(events.iter().any(|e| matches!(e, Event::Data { seq: 1, bytes, .. } if bytes == b"b")));
+        assert!(!a.is_ended());
+        // Far beyond at the limit of i64 does not overflow.
+        a.handle_binary(Time::from_millis(5), &client_frame(i64::MAX, b"max"));
+        let (acked, events) = drain(&mut a);
+        assert!(acked.is_empty(), "{acked:?}");
+        assert!(events.iter().any(|e| matches!(e, Event::Violation(v) if v.req == Req::Seq001)));
     }
 
     #[test]

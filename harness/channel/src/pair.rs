@@ -11,6 +11,7 @@ use std::time::Duration;
 use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
 use ssm_wire::{Frame, MessageType, PayloadType};
 
+use crate::kms::Kms;
 use crate::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, Role, SessionKind, Time, Transmit,
 };
@@ -86,11 +87,33 @@ impl Pair {
     }
 
     pub fn with_kind(client: Behaviour, agent: Behaviour, kind: SessionKind, seed: u64) -> Self {
+        let (ccfg, acfg) = Self::configs(client, agent, kind, seed);
+        Self::from_configs(ccfg, acfg)
+    }
+
+    /// A session with KMS encryption (HS-006): both machines hold [`Kms::harness`], so the agent
+    /// requests the KMSEncryption action and the client performs it.
+    pub fn encrypted(client: Behaviour, agent: Behaviour, kind: SessionKind, seed: u64) -> Self {
+        let (mut ccfg, mut acfg) = Self::configs(client, agent, kind, seed);
+        ccfg.kms = Some(Kms::harness());
+        acfg.kms = Some(Kms::harness());
+        Self::from_configs(ccfg, acfg)
+    }
+
+    /// The configurations [`Pair::with_kind`] uses, for tests to adjust before
+    /// [`Pair::from_configs`].
+    pub fn configs(client: Behaviour, agent: Behaviour, kind: SessionKind, seed: u64) -> (Config, Config) {
         let mut ccfg = Config::new(Role::Client, client, seed);
         ccfg.token = "client-token-0".into();
         let mut acfg = Config::new(Role::Agent, agent, seed.wrapping_add(1));
         acfg.token = "agent-token-0".into();
         acfg.session_kind = kind;
+        (ccfg, acfg)
+    }
+
+    /// Two machines built from these configurations (the tokens must be the ones the service
+    /// expects: take them from [`Pair::configs`]).
+    pub fn from_configs(ccfg: Config, acfg: Config) -> Self {
         let now = Time::ZERO;
         Pair {
             now,

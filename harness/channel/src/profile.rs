@@ -397,6 +397,8 @@ mutants! {
         "Never retransmits an unacknowledged message.";
     EmptyPayloads = "empty-payloads", [Frame012], BOTH,
         "Sends stream messages with an empty payload.";
+    SwappedKeyHalves = "swapped-key-halves", [Hs006], BOTH,
+        "With KMS encryption, uses data key bytes 0..31 for client-to-agent traffic and 32..63 for agent-to-client.";
 }
 
 impl Mutant {

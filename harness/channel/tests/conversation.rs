@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use ssm_channel::kms::{self, DataKey, EncryptionContext, Kms};
 use ssm_channel::pair::Pair;
 use ssm_channel::{
     ApiCall, ApiError, Behaviour, EndReason, Event, Note, PayloadType, Req, Role, SessionKind, Time,
 };
+use ssm_wire::payload::{self, action_type, EncChallenge, HandshakeRequest, HandshakeResponse};
 use ssm_wire::{decode, HeaderFlags, MessageType};
 
 fn conformant() -> Pair {
@@ -539,4 +541,311 @@ fn rto_follows_measured_round_trips() {
     // RTT 200 ms: SRTT converges to 200 ms, RTO to SRTT + 10 ms.
     let rto = p.client.rto();
     assert!(rto > Duration::from_millis(200) && rto < Duration::from_millis(260), "{rto:?}");
+}
+
+// ------------------------------------------------------------------ KMS encryption (HS-006)
+
+fn encrypted(kind: SessionKind, seed: u64) -> Pair {
+    Pair::encrypted(Behaviour::conformant(Role::Client), Behaviour::conformant(Role::Agent), kind, seed)
+}
+
+fn stream_frames(p: &Pair, role: Role) -> Vec<ssm_wire::Frame> {
+    frames_sent_by(p, role).into_iter().filter(|f| f.message_type.is_stream()).collect()
+}
+
+/// The first copy of each stream message `role` wrote, by sequence number.
+fn first_copies(p: &Pair, role: Role) -> Vec<ssm_wire::Frame> {
+    let mut seen = std::collections::BTreeSet::new();
+    stream_frames(p, role).into_iter().filter(|f| seen.insert(f.sequence_number)).collect()
+}
+
+/// The data key, recovered from the client's HandshakeResponse with the harness's KMS and the
+/// session's encryption context, as the agent does.
+fn data_key(p: &Pair) -> DataKey {
+    let resp = first_copies(p, Role::Client)
+        .into_iter()
+        .find(|f| f.payload_type == PayloadType::HANDSHAKE_RESPONSE)
+        .expect("a HandshakeResponse");
+    let body: HandshakeResponse = serde_json::from_slice(&resp.payload).unwrap();
+    let action = body
+        .processed_client_actions
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action_type == action_type::KMS_ENCRYPTION)
+        .expect("a KMSEncryption action");
+    assert_eq!(action.action_status, 1, "{action:?}");
+    let result = action.as_kms_encryption().expect("a KMSEncryption result");
+    assert_eq!(result.kms_cipher_text_hash, None);
+    let ctx = EncryptionContext { session_id: "harness-0123456789abcdef0", target_id: "i-0123456789abcdef0" };
+    Kms::harness().decrypt(&result.kms_cipher_text_key, &ctx).expect("the blob decrypts")
+}
+
+#[test]
+fn encrypted_shell_handshakes_request_challenge_complete() {
+    let mut p = encrypted(SessionKind::Shell, 11);
+    assert!(p.establish());
+    settle(&mut p);
+    // Agent: seq 0 HandshakeRequest (SYN) with SessionType and KMSEncryption, seq 1 the
+    // challenge, seq 2 HandshakeComplete (6.4 A), then the prompt.
+    let agent = first_copies(&p, Role::Agent);
+    assert_eq!(
+        agent.iter().map(|f| (f.sequence_number, f.payload_type)).collect::<Vec<_>>(),
+        [
+            (0, PayloadType::HANDSHAKE_REQUEST),
+            (1, PayloadType::ENC_CHALLENGE_REQUEST),
+            (2, PayloadType::HANDSHAKE_COMPLETE),
+            (3, PayloadType::OUTPUT)
+        ]
+    );
+    assert_eq!(agent[0].flags, HeaderFlags::SYN);
+    let request: HandshakeRequest = serde_json::from_slice(&agent[0].payload).unwrap();
+    let actions = request.requested_client_actions.unwrap();
+    assert_eq!(
+        actions.iter().map(|a| a.action_type.as_str()).collect::<Vec<_>>(),
+        ["SessionType", "KMSEncryption"]
+    );
+    assert_eq!(actions[0].as_session_type().unwrap().session_type, "Standard_Stream");
+    let params = actions[1].as_kms_encryption().unwrap();
+    assert_eq!(params.kms_key_id, Kms::HARNESS_KEY_ID);
+    // Client: seq 0 HandshakeResponse, seq 1 the answer, seq 2 Size once ready.
+    let client = first_copies(&p, Role::Client);
+    assert_eq!(
+        client.iter().map(|f| (f.sequence_number, f.payload_type)).collect::<Vec<_>>(),
+        [(0, PayloadType::HANDSHAKE_RESPONSE), (1, PayloadType::ENC_CHALLENGE_RESPONSE)]
+    );
+    // The challenge: 64 bytes sealed with the agent key; the answer, the same bytes sealed
+    // with the client key under a different nonce.
+    let key = data_key(&p);
+    let challenge: EncChallenge = serde_json::from_slice(&agent[1].payload).unwrap();
+    let answer: EncChallenge = serde_json::from_slice(&client[1].payload).unwrap();
+    assert_eq!(challenge.challenge.len(), kms::NONCE_LEN + kms::CHALLENGE_LEN + kms::TAG_LEN);
+    let plain = kms::open(&key.agent_key(), &challenge.challenge).unwrap();
+    assert_eq!(plain.len(), 64);
+    assert_eq!(kms::open(&key.client_key(), &answer.challenge).unwrap(), plain);
+    assert!(kms::open(&key.client_key(), &challenge.challenge).is_err());
+    assert_ne!(challenge.challenge[..kms::NONCE_LEN], answer.challenge[..kms::NONCE_LEN]);
+    // HandshakeComplete was written only after the answer.
+    let written_at = |role: Role, pt: PayloadType| {
+        p.wire_log
+            .iter()
+            .position(|(_, r, b)| {
+                *r == role && decode(b).is_ok_and(|w| w.message_type.is_stream() && w.payload_type == pt)
+            })
+            .unwrap()
+    };
+    assert!(
+        written_at(Role::Client, PayloadType::ENC_CHALLENGE_RESPONSE)
+            < written_at(Role::Agent, PayloadType::HANDSHAKE_COMPLETE)
+    );
+    assert!(p.events(Role::Client).contains(&Event::SessionReady { session_type: "Standard_Stream".into() }));
+    assert_eq!(p.received(Role::Client), b"$ ");
+    assert_eq!(violations(&p, Role::Client), []);
+    assert_eq!(violations(&p, Role::Agent), []);
+}
+
+#[test]
+fn encrypted_data_round_trip_is_ciphertext_on_the_wire() {
+    let mut p = encrypted(SessionKind::Shell, 12);
+    assert!(p.establish());
+    let size = br#"{"cols":80,"rows":24}"#;
+    p.send(Role::Client, PayloadType::SIZE, size).unwrap();
+    p.send(Role::Client, PayloadType::OUTPUT, b"cat /etc/secret\r").unwrap();
+    p.send(Role::Client, PayloadType::OUTPUT, b"cat /etc/secret\r").unwrap();
+    p.send(Role::Agent, PayloadType::OUTPUT, b"top secret output\n").unwrap();
+    p.send(Role::Agent, PayloadType::STDERR, b"secret warning\n").unwrap();
+    settle(&mut p);
+    assert_eq!(p.received(Role::Agent), b"cat /etc/secret\rcat /etc/secret\r");
+    assert_eq!(p.received(Role::Client), b"$ top secret output\nsecret warning\n");
+    assert!(p
+        .events(Role::Agent)
+        .iter()
+        .any(|e| matches!(e, Event::Data { payload_type: 3, bytes, .. } if bytes == size)));
+    let key = data_key(&p);
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    // Client to agent: Output sealed with the client key (bytes 32..63), Size in the clear.
+    let client = first_copies(&p, Role::Client);
+    let outputs: Vec<_> = client.iter().filter(|f| f.payload_type == PayloadType::OUTPUT).collect();
+    assert_eq!(outputs.len(), 2);
+    for f in &outputs {
+        assert!(!contains(&f.payload, b"secret"), "plaintext on the wire");
+        assert_eq!(f.payload.len(), kms::NONCE_LEN + 16 + kms::TAG_LEN);
+        assert_eq!(kms::open(&key.client_key(), &f.payload).unwrap(), b"cat /etc/secret\r");
+        assert!(kms::open(&key.agent_key(), &f.payload).is_err(), "sealed with the wrong half");
+    }
+    assert_ne!(outputs[0].payload, outputs[1].payload, "a fresh nonce per message");
+    assert_eq!(client.iter().find(|f| f.payload_type == PayloadType::SIZE).unwrap().payload, size);
+    // Agent to client: Output and StdErr sealed with the agent key (bytes 0..31).
+    let agent = first_copies(&p, Role::Agent);
+    for (pt, text) in
+        [(PayloadType::OUTPUT, &b"top secret output\n"[..]), (PayloadType::STDERR, b"secret warning\n")]
+    {
+        let f = agent.iter().find(|f| f.payload_type == pt && f.payload.len() > 30).unwrap();
+        assert!(!contains(&f.payload, b"secret"));
+        assert_eq!(kms::open(&key.agent_key(), &f.payload).unwrap(), text);
+    }
+    // Every stream payload on the wire: nothing of the plaintext anywhere.
+    for (_, _, b) in &p.wire_log {
+        assert!(!contains(b, b"secret"), "plaintext in a frame");
+    }
+    assert_eq!(violations(&p, Role::Client), []);
+    assert_eq!(violations(&p, Role::Agent), []);
+}
+
+#[test]
+fn encrypted_exit_code_reaches_the_client() {
+    let mut p = encrypted(SessionKind::NonInteractiveCommands, 13);
+    assert!(p.establish());
+    let now = p.now;
+    p.agent.finish(now, Some(3));
+    settle(&mut p);
+    assert!(p.events(Role::Client).contains(&Event::ExitCode { code: 3 }));
+    let f =
+        first_copies(&p, Role::Agent).into_iter().find(|f| f.payload_type == PayloadType::EXIT_CODE).unwrap();
+    assert_ne!(f.payload, b"EXIT_CODE: 3");
+    assert_eq!(kms::open(&data_key(&p).agent_key(), &f.payload).unwrap(), b"EXIT_CODE: 3");
+    assert_eq!(p.agent.end_reason(), Some(&EndReason::Finished { exit_code: Some(3) }));
+}
+
+/// Replaces the payload of the first in-flight frame towards `to` of payload type `pt`
+/// (re-encoded, so the digest matches).
+fn rewrite_in_flight(p: &mut Pair, to: Role, pt: PayloadType, f: impl Fn(&[u8]) -> Vec<u8>) -> bool {
+    let Some(i) = p.find_in_flight(to, |w| w.message_type.is_stream() && w.payload_type == pt) else {
+        return false;
+    };
+    let q = p.in_flight(to);
+    let mut frame = decode(&q[i].bytes).unwrap().to_frame();
+    frame.payload = f(&frame.payload);
+    q[i].bytes = frame.encode_with(&ssm_wire::Overrides::default());
+    true
+}
+
+fn wrong_answer_fails_the_session(forge: impl Fn(&DataKey, &[u8]) -> Vec<u8>, expect: &str) {
+    let mut p = encrypted(SessionKind::Shell, 14);
+    let mut rewritten = false;
+    for _ in 0..200 {
+        p.step();
+        if !rewritten
+            && p.find_in_flight(Role::Agent, |w| w.payload_type == PayloadType::ENC_CHALLENGE_RESPONSE)
+                .is_some()
+        {
+            let key = data_key(&p);
+            rewritten = rewrite_in_flight(&mut p, Role::Agent, PayloadType::ENC_CHALLENGE_RESPONSE, |body| {
+                let answer: EncChallenge = serde_json::from_slice(body).unwrap();
+                let plain = kms::open(&key.client_key(), &answer.challenge).unwrap();
+                payload::to_go_json(&EncChallenge { challenge: forge(&key, &plain) })
+            });
+        }
+        if p.agent.is_ended() {
+            break;
+        }
+    }
+    assert!(rewritten);
+    match p.agent.end_reason() {
+        Some(EndReason::EncryptionFailed { detail }) => assert!(detail.contains(expect), "{detail}"),
+        other => panic!("the agent ended {other:?}"),
+    }
+    assert!(violations(&p, Role::Agent).contains(&Req::Hs006));
+    assert!(!p.agent.is_ready() && !p.client.is_ready());
+    assert!(
+        !stream_frames(&p, Role::Agent).iter().any(|f| f.payload_type == PayloadType::HANDSHAKE_COMPLETE),
+        "no HandshakeComplete after a failed challenge"
+    );
+}
+
+#[test]
+fn a_wrong_challenge_answer_fails_the_session() {
+    // Different bytes, sealed with the right key.
+    wrong_answer_fails_the_session(
+        |key, plain| {
+            let mut other = plain.to_vec();
+            other[0] ^= 1;
+            kms::seal(&key.client_key(), [9; kms::NONCE_LEN], &other)
+        },
+        "different bytes",
+    );
+    // The right bytes, sealed with the agent's half of the key.
+    wrong_answer_fails_the_session(
+        |key, plain| kms::seal(&key.agent_key(), [9; kms::NONCE_LEN], plain),
+        "does not decrypt with the client key",
+    );
+}
+
+#[test]
+fn an_unanswered_challenge_times_out_after_15_s() {
+    let mut p = encrypted(SessionKind::Shell, 15);
+    // Every copy of the client's answer is lost.
+    for _ in 0..2000 {
+        p.step();
+        while let Some(i) =
+            p.find_in_flight(Role::Agent, |w| w.payload_type == PayloadType::ENC_CHALLENGE_RESPONSE)
+        {
+            p.in_flight(Role::Agent).remove(i);
+        }
+        if p.agent.is_ended() {
+            break;
+        }
+    }
+    assert_eq!(p.agent.end_reason(), Some(&EndReason::ChallengeTimeout));
+    let challenged_at = p
+        .wire_log
+        .iter()
+        .find(|(_, r, b)| {
+            *r == Role::Agent && decode(b).is_ok_and(|w| w.payload_type == PayloadType::ENC_CHALLENGE_REQUEST)
+        })
+        .map(|(t, _, _)| *t)
+        .unwrap();
+    assert_eq!(p.now.since(challenged_at), ssm_channel::HANDSHAKE_TIMEOUT);
+    assert!(!stream_frames(&p, Role::Agent)
+        .iter()
+        .any(|f| f.payload_type == PayloadType::HANDSHAKE_COMPLETE));
+    assert_eq!(violations(&p, Role::Agent), [], "a lost answer is not the client's fault");
+}
+
+#[test]
+fn a_client_without_kms_declines_and_the_agent_fails_the_handshake() {
+    let (ccfg, mut acfg) = Pair::configs(
+        Behaviour::conformant(Role::Client),
+        Behaviour::conformant(Role::Agent),
+        SessionKind::Shell,
+        16,
+    );
+    acfg.kms = Some(Kms::harness());
+    let mut p = Pair::from_configs(ccfg, acfg);
+    p.flush();
+    p.run_until(Time::from_millis(2000));
+    match p.agent.end_reason() {
+        Some(EndReason::HandshakeFailed { detail }) => {
+            assert!(detail.contains("KMSEncryption action status 2"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn port_sessions_are_never_encrypted() {
+    let mut p = encrypted(SessionKind::Port, 17);
+    assert!(p.establish());
+    let agent = first_copies(&p, Role::Agent);
+    assert_eq!(agent[1].payload_type, PayloadType::HANDSHAKE_COMPLETE);
+    let request: HandshakeRequest = serde_json::from_slice(&agent[0].payload).unwrap();
+    assert_eq!(request.requested_client_actions.unwrap().len(), 1);
+    p.send(Role::Client, PayloadType::OUTPUT, b"GET /").unwrap();
+    settle(&mut p);
+    assert_eq!(first_copies(&p, Role::Client).last().unwrap().payload, b"GET /");
+}
+
+#[test]
+fn an_undecryptable_payload_is_reported_not_delivered_and_recovered_by_retransmission() {
+    let mut p = encrypted(SessionKind::Shell, 18);
+    assert!(p.establish());
+    settle(&mut p);
+    p.send(Role::Agent, PayloadType::OUTPUT, b"hello").unwrap();
+    // The copy in flight is re-sealed under another key (its digest is valid).
+    assert!(rewrite_in_flight(&mut p, Role::Client, PayloadType::OUTPUT, |_| kms::seal(
+        &[1; 32], [2; 12], b"hello"
+    )));
+    settle(&mut p);
+    assert_eq!(p.received(Role::Client), b"$ hello", "delivered once, from the retransmission");
+    assert!(violations(&p, Role::Client).contains(&Req::Hs006));
+    assert!(p.events(Role::Agent).iter().any(|e| matches!(e, Event::Note(Note::Retransmit { .. }))));
 }

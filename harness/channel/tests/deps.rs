@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-const FORBIDDEN_PREFIXES: &[&str] = &["tokio", "tungstenite", "tokio-tungstenite", "aws-", "aws_", "hyper"];
+const FORBIDDEN_PREFIXES: &[&str] =
+    &["tokio", "tungstenite", "tokio-tungstenite", "aws-", "aws_", "hyper", "getrandom", "rand"];
 
 /// The dependency names of the `[dependencies]` table (not dev- or build-dependencies, and not
 /// target-specific tables, which the crate does not use).
@@ -50,6 +51,18 @@ fn the_pure_core_has_no_io_dependencies() {
     assert!(bad.is_empty(), "ssm-channel depends on {bad:?}");
 }
 
+/// The machine draws every random value from its seeded generator: the cipher crate comes
+/// without its default features (which pull `getrandom` for OS nonces).
+#[test]
+fn the_cipher_comes_without_os_randomness() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let line =
+        manifest.lines().find(|l| l.trim_start().starts_with("aes-gcm")).expect("aes-gcm is a dependency");
+    assert!(line.contains("default-features = false"), "{line}");
+    assert!(!line.contains("getrandom") && !line.contains("rand_core"), "{line}");
+}
+
 #[test]
 fn the_check_recognises_forbidden_dependencies() {
     let manifest = "[package]\nname = \"x\"\n\n[dependencies]\nserde = \"1\"\ntokio = { version = \"1\" }\naws-sdk-ssm = \"1\"\n\n[dev-dependencies]\nhyper = \"1\"\n\n[dependencies.tokio-tungstenite]\nversion = \"0.2\"\n";
@@ -57,6 +70,7 @@ fn the_check_recognises_forbidden_dependencies() {
     assert_eq!(deps, ["serde", "tokio", "aws-sdk-ssm", "tokio-tungstenite"]);
     let bad: Vec<&String> = deps.iter().filter(|d| forbidden(d)).collect();
     assert_eq!(bad, ["tokio", "aws-sdk-ssm", "tokio-tungstenite"]);
-    assert!(!forbidden("serde") && !forbidden("hex"));
+    assert!(!forbidden("serde") && !forbidden("hex") && !forbidden("aes-gcm"));
+    assert!(forbidden("getrandom") && forbidden("rand_core"));
     assert!(forbidden("hyper-util") && forbidden("aws_smithy_types"));
 }

@@ -35,6 +35,7 @@ const TESTED: &[Mutant] = &[
     Mutant::IgnorePause,
     Mutant::NeverRetransmit,
     Mutant::EmptyPayloads,
+    Mutant::SwappedKeyHalves,
 ];
 
 #[test]
@@ -547,6 +548,43 @@ fn empty_payloads() {
         } else {
             assert_eq!(r, Err(SendError::EmptyPayload), "{}", label(bug, role));
             assert_eq!(peer_violations, []);
+        }
+    });
+}
+
+#[test]
+fn swapped_key_halves() {
+    for_each_role(Mutant::SwappedKeyHalves, |bug, role| {
+        let b = |r: Role| match bug {
+            Some(m) if r == role => Behaviour::for_impl(&Impl::Mutant(m), r),
+            _ => Behaviour::conformant(r),
+        };
+        let mut p = Pair::encrypted(b(Role::Client), b(Role::Agent), ssm_channel::SessionKind::Shell, 26);
+        let ready = p.establish();
+        run_for(&mut p, Duration::from_secs(20));
+        if bug.is_some() {
+            assert!(!ready, "{}: the challenge cannot succeed", label(bug, role));
+            // The first encrypted message is the challenge: a mutant agent seals it with the
+            // wrong half and the client reports it (HS-006); a mutant client cannot open it,
+            // reports that (wrongly blaming the agent) and never answers.
+            assert!(violations(&p, Role::Client).contains(&Req::Hs006), "{:?}", violations(&p, Role::Client));
+            let agent_end = p.agent.end_reason().cloned();
+            assert!(
+                matches!(agent_end, Some(EndReason::EncryptionFailed { .. } | EndReason::ChallengeTimeout)),
+                "{}: the agent ended {agent_end:?}",
+                label(bug, role)
+            );
+        } else {
+            assert!(ready, "{}", label(bug, role));
+            p.send(Role::Client, PayloadType::OUTPUT, b"in").unwrap();
+            p.send(Role::Agent, PayloadType::OUTPUT, b"out").unwrap();
+            settle(&mut p);
+            assert_eq!(
+                (p.received(Role::Agent), delivered_from(&p, Role::Agent).as_slice()),
+                (&b"in"[..], &b"out"[..])
+            );
+            assert_eq!(violations(&p, Role::Client), []);
+            assert_eq!(violations(&p, Role::Agent), []);
         }
     });
 }

@@ -483,6 +483,15 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, ScenarioError
             ));
         }
     }
+    if scenario.kms_encryption && !scenario.session.supports_kms() {
+        return Err(err(
+            key_line(text, "kms_encryption"),
+            Some("kms_encryption"),
+            "port sessions are never encrypted: the agent requests KMSEncryption for every plugin but Port"
+                .into(),
+            Some("use session = \"shell\", \"interactive_commands\" or \"non_interactive_commands\""),
+        ));
+    }
     let sv = &scenario.service;
     for (k, v) in [
         ("idle_timeout_ms", sv.idle_timeout_ms),

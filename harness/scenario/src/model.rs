@@ -42,6 +42,11 @@ pub struct Scenario {
     /// sessions with a handshake), e.g. one the client does not know.
     #[serde(default)]
     pub handshake_extra_actions: Vec<String>,
+    /// KMS encryption (HS-006): the agent's session preferences name a KMS key, so it requests
+    /// the KMSEncryption action (which gives shells a handshake too), and both sides hold the
+    /// harness's fake KMS ([`ssm_channel::kms::Kms::harness`]). Not for `port` sessions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kms_encryption: bool,
     /// The fault plan (see the `ssm-fault` crate documentation for every key).
     #[serde(default)]
     pub faults: ssm_fault::FaultPlan,
@@ -263,7 +268,8 @@ pub struct Expect {
     pub stream_intact: bool,
     /// How the side under test ends: `running`, `ended`, or an end reason such as
     /// `channel_closed`, `timed_out`, `session_gone`, `resume_gave_up`, `resend_limit`,
-    /// `handshake_failed`, `handshake_timeout`, `terminated`, `finished`.
+    /// `handshake_failed`, `handshake_timeout`, `encryption_failed`, `challenge_timeout`,
+    /// `terminated`, `finished`.
     pub end: Option<String>,
     /// The exit code the client must have seen.
     pub exit_code: Option<i32>,
@@ -286,6 +292,8 @@ pub const END_NAMES: &[&str] = &[
     "resend_limit",
     "handshake_failed",
     "handshake_timeout",
+    "encryption_failed",
+    "challenge_timeout",
     "terminated",
     "finished",
     "input_during_outage",

@@ -438,10 +438,27 @@ fn display_has_file_line_key_message_and_hint() {
         e.to_string(),
         "scenarios/x/x-001.toml:7: `expect.end`: unknown end `exploded` (hint: one of running, ended, \
          channel_closed, timed_out, session_gone, resume_gave_up, resend_limit, handshake_failed, \
-         handshake_timeout, terminated, finished, input_during_outage)"
+         handshake_timeout, encryption_failed, challenge_timeout, terminated, finished, \
+         input_during_outage)"
     );
     let e = bad(&format!("{BASE}colour = 3\n"));
     assert!(e.to_string().starts_with("scenarios/x/x-001.toml:5:1: `colour`: unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn kms_encryption_is_a_bool_and_not_for_port_sessions() {
+    let ok =
+        parse(&format!("{BASE}session = \"non_interactive_commands\"\nkms_encryption = true\n")).unwrap();
+    assert!(ok.kms_encryption);
+    assert!(!parse(BASE).unwrap().kms_encryption, "off by default");
+    let e = bad(&format!("{BASE}session = \"port\"\nkms_encryption = true\n"));
+    assert_err(&e, "kms_encryption", 6, "port sessions are never encrypted", Some("session = \"shell\""));
+    let e = bad(&format!("{BASE}kms_encryption = \"yes\"\n"));
+    assert_eq!(e.key.as_deref(), Some("kms_encryption"), "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    // A scenario without the key serialises without it (regression files stay as they were).
+    assert!(!toml::to_string(&parse(BASE).unwrap()).unwrap().contains("kms_encryption"));
+    assert!(toml::to_string(&ok).unwrap().contains("kms_encryption = true"));
 }
 
 // ---------------------------------------------------------------- directories

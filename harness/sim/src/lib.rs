@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use ssm_channel::kms::Kms;
 use ssm_channel::rng::Rng;
 use ssm_channel::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, PayloadType, Role, SendError, Time,
@@ -152,6 +153,8 @@ pub fn run(input: &SimInput<'_>) -> SimOutput {
     let sc = input.scenario;
     let mut rng = Rng::new(input.seed ^ 0x5157_4841_524e_4553);
     let session_id = "harness-0123456789abcdef0".to_owned();
+    // Both machines call the same fake KMS (HS-006); the checks read the trace with it too.
+    let kms = sc.kms_encryption.then(Kms::harness);
     let mk = |role: Role, b: &Behaviour, rng: &mut Rng| {
         let mut c = Config::new(role, b.clone(), rng.next_u64());
         c.session_id = session_id.clone();
@@ -161,6 +164,7 @@ pub fn run(input: &SimInput<'_>) -> SimOutput {
         if role == Role::Agent {
             c.extra_client_actions = sc.handshake_extra_actions.clone();
         }
+        c.kms = kms.clone();
         c
     };
     let ccfg = mk(Role::Client, &input.client, &mut rng);

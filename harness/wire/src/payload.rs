@@ -290,7 +290,34 @@ pub struct KmsEncryptionRequest {
     pub challenge: Option<String>,
 }
 
+impl KmsEncryptionRequest {
+    /// The parameters the agent sends: the key id and (in the agent's struct only) a random
+    /// challenge, written as standard base64 (4.5).
+    pub fn new(kms_key_id: &str, challenge: Option<&[u8]>) -> Self {
+        use base64::Engine;
+        KmsEncryptionRequest {
+            kms_key_id: kms_key_id.to_owned(),
+            challenge: challenge.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
+        }
+    }
+}
+
 impl RequestedClientAction {
+    /// A KMSEncryption action (HS-006).
+    pub fn kms_encryption(params: &KmsEncryptionRequest) -> Self {
+        RequestedClientAction {
+            action_type: action_type::KMS_ENCRYPTION.to_owned(),
+            action_parameters: serde_json::to_value(params).unwrap_or_default(),
+        }
+    }
+
+    /// The parameters read as a KMSEncryption request.
+    pub fn as_kms_encryption(&self) -> Option<KmsEncryptionRequest> {
+        (self.action_type == action_type::KMS_ENCRYPTION)
+            .then(|| serde_json::from_value(self.action_parameters.clone()).ok())
+            .flatten()
+    }
+
     /// A SessionType action (HS-001).
     pub fn session_type(session_type: &str, properties: serde_json::Value) -> Self {
         RequestedClientAction {
@@ -345,6 +372,15 @@ pub struct KmsEncryptionResponse {
     pub kms_cipher_text_key: Vec<u8>,
     #[serde(rename = "KMSCipherTextHash", with = "b64::opt", default)]
     pub kms_cipher_text_hash: Option<Vec<u8>>,
+}
+
+impl ProcessedClientAction {
+    /// The ActionResult read as a KMSEncryption result, for an action of that type.
+    pub fn as_kms_encryption(&self) -> Option<KmsEncryptionResponse> {
+        (self.action_type == action_type::KMS_ENCRYPTION)
+            .then(|| serde_json::from_value(self.action_result.clone()).ok())
+            .flatten()
+    }
 }
 
 /// HandshakeComplete, PayloadType 7 (4.7).
@@ -506,6 +542,30 @@ mod tests {
         assert_eq!(to_go_json(&c), br#"{"Challenge":"AQID"}"#);
         let k = KmsEncryptionResponse { kms_cipher_text_key: vec![0xff], kms_cipher_text_hash: None };
         assert_eq!(to_go_json(&k), br#"{"KMSCipherTextKey":"/w==","KMSCipherTextHash":null}"#);
+    }
+
+    #[test]
+    fn kms_action_shapes() {
+        let params = KmsEncryptionRequest::new("alias/k", Some(&[1, 2, 3]));
+        let a = RequestedClientAction::kms_encryption(&params);
+        assert_eq!(
+            std::str::from_utf8(&to_go_json(&a)).unwrap(),
+            r#"{"ActionType":"KMSEncryption","ActionParameters":{"KMSKeyId":"alias/k","Challenge":"AQID"}}"#
+        );
+        assert_eq!(a.as_kms_encryption(), Some(params));
+        assert_eq!(a.as_session_type(), None);
+        let k = KmsEncryptionResponse { kms_cipher_text_key: vec![9; 4], kms_cipher_text_hash: None };
+        let p = ProcessedClientAction {
+            action_type: action_type::KMS_ENCRYPTION.into(),
+            action_status: action_status::SUCCESS,
+            action_result: serde_json::to_value(&k).unwrap(),
+            error: String::new(),
+        };
+        assert_eq!(p.as_kms_encryption(), Some(k));
+        assert_eq!(
+            ProcessedClientAction { action_type: "SessionType".into(), ..p }.as_kms_encryption(),
+            None
+        );
     }
 
     #[test]

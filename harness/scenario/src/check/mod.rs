@@ -84,7 +84,7 @@ pub struct Judgement {
 /// Judges one run of `sc`.
 pub fn judge(sc: &Scenario, trace: &Trace, status: &RunStatus, strict: bool) -> Judgement {
     let o = Observed::from_trace(trace);
-    let cx = Cx::new(&o, sc.under_test, &sc.session);
+    let cx = Cx::new(&o, sc.under_test, &sc.session, sc.kms_encryption);
     let mut requirements = Vec::new();
     let mut not_exercised = Vec::new();
     for &req in Req::ALL {

@@ -3,12 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ssm_channel::kms::{self, Kms};
 use ssm_channel::{Role, SessionKind};
 use ssm_spec::Req;
+use ssm_wire::payload::{
+    AgentSessionState, EncChallenge, HandshakeRequest, HandshakeResponse, OpenDataChannel,
+};
 use ssm_wire::{MessageType, PayloadType};
 
 use super::observe::{Frame, Observed, Side};
 use crate::model::{Step, TerminateVia};
+use crate::trace::MsgKind;
 
 const MS: u64 = 1_000_000;
 /// Resend tick.
@@ -52,6 +57,8 @@ pub struct Cx<'a> {
     pub o: &'a Observed,
     pub sut: Role,
     pub session: &'a SessionKind,
+    /// The scenario runs with KMS encryption (`kms_encryption`).
+    pub kms: bool,
     /// Findings about frames the side under test wrote, from its own frames and from what the
     /// harness's peer reported (faulted deliveries excluded), by requirement.
     sender: BTreeMap<Req, (String, u64)>,
@@ -66,7 +73,7 @@ pub struct Cx<'a> {
 }
 
 impl<'a> Cx<'a> {
-    pub fn new(o: &'a Observed, sut: Role, session: &'a SessionKind) -> Self {
+    pub fn new(o: &'a Observed, sut: Role, session: &'a SessionKind, kms: bool) -> Self {
         let me = o.side(sut);
         let mut acks_by_seq: BTreeMap<i64, Vec<(usize, u64)>> = BTreeMap::new();
         for (t, i, a) in me.acks_written_i() {
@@ -76,6 +83,7 @@ impl<'a> Cx<'a> {
             o,
             sut,
             session,
+            kms,
             sender: BTreeMap::new(),
             ended: me.ended().map(|e| e.0),
             acks_by_seq,
@@ -306,6 +314,7 @@ pub fn check(cx: &Cx<'_>, req: Req) -> Outcome {
         Hs002 => hs002(cx),
         Hs003 => hs003(cx),
         Hs004 => hs004(cx),
+        Hs006 => hs006(cx),
         Res001 => res001(cx),
         Res002 => res002(cx),
         Res003 => res003(cx),
@@ -552,8 +561,10 @@ fn ping001(cx: &Cx<'_>) -> Outcome {
         .map(|(t, _, _)| *t)
         .collect();
     let mut exercised = false;
+    // A session that ended owes no keepalives, even on a websocket left open.
+    let until = cx.o.end_t.min(cx.ended_at().unwrap_or(u64::MAX));
     for (a, b) in cx.s().connected_intervals() {
-        let b = b.min(cx.o.end_t);
+        let b = b.min(until);
         if b.saturating_sub(a) <= limit {
             continue;
         }
@@ -621,6 +632,10 @@ fn ping002(cx: &Cx<'_>) -> Outcome {
 /// numbered 0, 1, 2, ... without gaps or reuse. Their first appearance on the wire may be out of
 /// order when a message produced while the transport was down goes out later.
 fn seq001(cx: &Cx<'_>) -> Outcome {
+    // The peer saw a sequence number no sender could have reached in order.
+    if let Some((d, t)) = cx.sender.get(&Req::Seq001) {
+        return fail(d.clone(), Some(*t));
+    }
     let mut firsts: BTreeMap<i64, (u64, Vec<u8>)> = BTreeMap::new();
     for (f, d) in cx.s().stream_written() {
         match firsts.get(&d.seq) {
@@ -1306,7 +1321,7 @@ fn hs001(cx: &Cx<'_>) -> Outcome {
     }
     let msgs = stream_payloads(cx.s());
     let Some((t, seq, pt, body)) = msgs.first() else { return not_ex("the agent sent no stream message") };
-    let wants = cx.session.has_handshake();
+    let wants = cx.session.handshakes(cx.kms);
     if wants {
         if *pt != PayloadType::HANDSHAKE_REQUEST || *seq != 0 {
             return fail(
@@ -1451,6 +1466,242 @@ fn hs004(cx: &Cx<'_>) -> Outcome {
     match ready_at {
         Some(r) if first.0 >= r => pass("application data only after the session was ready"),
         _ => fail(format!("sent {} (seq {}) before the session was ready", first.2, first.1), Some(first.0)),
+    }
+}
+
+// ---------------------------------------------------------------- KMS encryption
+
+/// The session's KMS encryption context as the trace shows it: `aws:ssm:SessionId` from the
+/// agent's agent_session_state, `aws:ssm:TargetId` from its OpenDataChannel (`ClientInstanceId`).
+fn kms_context(o: &Observed) -> Option<(String, String)> {
+    let target =
+        o.agent.wrote_other.iter().filter(|(_, k, _)| *k == MsgKind::Text).find_map(|(_, _, b)| {
+            match OpenDataChannel::parse(b).ok()? {
+                OpenDataChannel::Agent(a) => Some(a.client_instance_id),
+                OpenDataChannel::Client(_) => None,
+            }
+        })?;
+    let session = o
+        .agent
+        .wrote
+        .iter()
+        .filter_map(|f| f.f.as_ref())
+        .filter(|d| d.message_type == MessageType::AgentSessionState)
+        .find_map(|d| serde_json::from_slice::<AgentSessionState>(&d.payload).ok())?
+        .session_id;
+    Some((session, target))
+}
+
+/// The plaintext of an EncChallenge payload sealed with `key`.
+fn challenge_plain(body: &[u8], key: &kms::AesKey) -> Option<Vec<u8>> {
+    serde_json::from_slice::<EncChallenge>(body).ok().and_then(|c| kms::open(key, &c.challenge).ok())
+}
+
+/// HS-006, judged with the harness's fake KMS: the data key the client generated (read back
+/// from its HandshakeResponse), every encrypted payload the side under test wrote (AES-256-GCM,
+/// nonce prefix, its half of the key), and the challenge exchange within 15 s. What the peer
+/// reported (an undecryptable payload or challenge, not caused by a fault) fails it too.
+fn hs006(cx: &Cx<'_>) -> Outcome {
+    if let Some((d, t)) = cx.sender.get(&Req::Hs006) {
+        return fail(d.clone(), Some(*t));
+    }
+    let (agent, client) = (&cx.o.agent, &cx.o.client);
+    let agent_msgs = stream_payloads(agent);
+    let wanted = cx.kms && cx.session.supports_kms();
+    let Some((req_t, _, _, req_body)) = agent_msgs.iter().find(|m| m.2 == PayloadType::HANDSHAKE_REQUEST)
+    else {
+        return match agent_msgs.first() {
+            Some(first) if wanted && cx.sut == Role::Agent => {
+                fail("KMS encryption is configured, but the agent started without a handshake", Some(first.0))
+            }
+            _ => not_ex("no handshake"),
+        };
+    };
+    let requested = serde_json::from_slice::<HandshakeRequest>(req_body).ok().and_then(|r| {
+        r.requested_client_actions.unwrap_or_default().iter().find_map(|a| a.as_kms_encryption())
+    });
+    if requested.is_none() {
+        return if wanted && cx.sut == Role::Agent {
+            fail(
+                "KMS encryption is configured, but the HandshakeRequest has no KMSEncryption action",
+                Some(*req_t),
+            )
+        } else {
+            not_ex("KMS encryption was not requested")
+        };
+    }
+    let Some((resp_t, _, _, resp_body)) =
+        stream_payloads(client).into_iter().find(|m| m.2 == PayloadType::HANDSHAKE_RESPONSE)
+    else {
+        return not_ex("the client did not answer the HandshakeRequest");
+    };
+    let blame_client = |detail: String| {
+        if cx.sut == Role::Client {
+            fail(detail, Some(resp_t))
+        } else {
+            not_ex(format!("the harness's client failed: {detail}"))
+        }
+    };
+    let action = serde_json::from_slice::<HandshakeResponse>(&resp_body).ok().and_then(|r| {
+        r.processed_client_actions.unwrap_or_default().into_iter().find(|a| a.action_type == "KMSEncryption")
+    });
+    let Some(action) = action else {
+        return blame_client("the HandshakeResponse has no KMSEncryption action".into());
+    };
+    if action.action_status != 1 {
+        return not_ex(format!(
+            "the client declined KMS encryption (status {}: {}); HS-003 judges the agent's reaction",
+            action.action_status, action.error
+        ));
+    }
+    let Some(result) = action.as_kms_encryption() else {
+        return blame_client("KMSEncryption succeeded without a KMSCipherTextKey".into());
+    };
+    let Some((session_id, target_id)) = kms_context(cx.o) else {
+        return not_ex("the trace does not show the session's encryption context");
+    };
+    let ctx = kms::EncryptionContext { session_id: &session_id, target_id: &target_id };
+    let key = match Kms::harness().decrypt(&result.kms_cipher_text_key, &ctx) {
+        Ok(k) => k,
+        Err(e) => {
+            return blame_client(format!(
+                "KMSCipherTextKey is not a data key KMS issued for this session's encryption context: {e}"
+            ))
+        }
+    };
+    let (a2c, c2a) = (key.agent_key(), key.client_key());
+    let (own, own_name) = match cx.sut {
+        Role::Client => (c2a, "the client key (data key bytes 32..63)"),
+        Role::Agent => (a2c, "the agent key (data key bytes 0..31)"),
+    };
+    let mut n = 0;
+    for (t, seq, pt, body) in stream_payloads(cx.s()) {
+        if t < resp_t || !kms::encrypts(cx.sut, pt) {
+            continue;
+        }
+        if kms::open(&own, &body).is_err() {
+            return fail(
+                format!(
+                    "{pt} seq {seq} is not AES-256-GCM (12-byte nonce, ciphertext, tag) under {own_name}"
+                ),
+                Some(t),
+            );
+        }
+        n += 1;
+    }
+    let limit = 15_000 * MS;
+    let challenge = agent_msgs.iter().find(|m| m.2 == PayloadType::ENC_CHALLENGE_REQUEST);
+    match cx.sut {
+        Role::Agent => {
+            let complete = agent_msgs.iter().find(|m| m.2 == PayloadType::HANDSHAKE_COMPLETE).map(|m| m.0);
+            let Some((ct, cseq, _, cbody)) = challenge else {
+                return match complete {
+                    Some(c) => fail("HandshakeComplete without the encryption challenge", Some(c)),
+                    None => not_ex("the agent sent no encryption challenge"),
+                };
+            };
+            let Some(plain) = challenge_plain(cbody, &a2c) else {
+                return fail(
+                    format!("the EncChallengeRequest (seq {cseq}) does not decrypt with the agent key (data key bytes 0..31)"),
+                    Some(*ct),
+                );
+            };
+            if plain.len() != kms::CHALLENGE_LEN {
+                return fail(format!("the challenge has {} bytes, not 64", plain.len()), Some(*ct));
+            }
+            // Answers that reached the agent intact, and whether each is right.
+            let answers: Vec<(u64, bool)> = agent
+                .stream_delivered()
+                .filter(|(_, d)| d.is_valid() && d.payload_type == PayloadType::ENC_CHALLENGE_RESPONSE)
+                .map(|(f, d)| (f.t, challenge_plain(&d.payload, &c2a).is_some_and(|p| p == plain)))
+                .collect();
+            let good = answers.iter().find(|a| a.1).map(|a| a.0).filter(|&g| g <= ct + limit);
+            let deadline = ct + limit;
+            match (complete, good) {
+                (Some(c), Some(g)) if c >= g => pass(format!(
+                    "data key from KMS, challenge answered after {}, {n} payloads sealed with the agent key",
+                    ms(g - ct)
+                )),
+                (Some(c), _) => {
+                    fail("HandshakeComplete without a correct answer to the challenge in time", Some(c))
+                }
+                (None, Some(_)) => match cx.s().ended() {
+                    Some((t, why)) => {
+                        not_ex(format!("the session ended ({why}) at {} before completing", ms(t)))
+                    }
+                    None => not_ex("the run ended before HandshakeComplete"),
+                },
+                (None, None) => match cx.s().ended() {
+                    Some((t, why)) if answers.is_empty() => {
+                        if why != "challenge_timeout" && t + SLACK < deadline {
+                            not_ex(format!("the session ended ({why}) before the challenge deadline"))
+                        } else if t + SLACK < deadline {
+                            fail(
+                                format!("gave up on the challenge after {}, before 15 s", ms(t - ct)),
+                                Some(t),
+                            )
+                        } else if t > deadline + 2 * TICK {
+                            fail(format!("gave up on the challenge only after {}", ms(t - ct)), Some(t))
+                        } else {
+                            pass(format!(
+                                "no answer to the challenge: the session failed after {}",
+                                ms(t - ct)
+                            ))
+                        }
+                    }
+                    Some((t, why)) if t <= deadline + 2 * TICK => {
+                        pass(format!("a wrong answer to the challenge failed the session ({why})"))
+                    }
+                    Some((t, _)) => {
+                        fail("a wrong answer to the challenge did not fail the session in time", Some(t))
+                    }
+                    None if cx.o.end_t > deadline + 2 * TICK => fail(
+                        "no correct answer to the challenge within 15 s and the session went on",
+                        Some(deadline),
+                    ),
+                    None => not_ex("the run ended before the challenge deadline"),
+                },
+            }
+        }
+        Role::Client => {
+            let delivered = client
+                .stream_delivered()
+                .find(|(_, d)| d.is_valid() && d.payload_type == PayloadType::ENC_CHALLENGE_REQUEST)
+                .map(|(f, d)| (f.t, d.payload.clone()));
+            let Some((dt, body)) = delivered else {
+                return not_ex("no encryption challenge reached the client");
+            };
+            let Some(plain) = challenge_plain(&body, &a2c) else {
+                return not_ex("the challenge the client got does not decrypt (the harness's agent failed)");
+            };
+            let answer =
+                stream_payloads(client).into_iter().find(|m| m.2 == PayloadType::ENC_CHALLENGE_RESPONSE);
+            match answer {
+                None => match cx.s().ended() {
+                    Some((t, why)) if t <= dt + limit && why != "channel_closed" => {
+                        fail(format!("the client ended ({why}) instead of answering the encryption challenge"), Some(t))
+                    }
+                    _ if cx.o.end_t > dt + limit => {
+                        fail("the client did not answer the encryption challenge within 15 s", Some(dt + limit))
+                    }
+                    _ => not_ex("the run ended before the client answered the challenge"),
+                },
+                Some((at, seq, _, abody)) => match challenge_plain(&abody, &c2a) {
+                    _ if at > dt + limit => {
+                        fail(format!("answered the challenge after {}, more than 15 s", ms(at - dt)), Some(at))
+                    }
+                    None => fail(
+                        format!("the answer to the challenge (seq {seq}) does not decrypt with the client key (data key bytes 32..63)"),
+                        Some(at),
+                    ),
+                    Some(p) if p != plain => fail("the answer to the challenge holds other bytes than the challenge", Some(at)),
+                    Some(_) => pass(format!(
+                        "data key generated with KMS, challenge answered after {}, {n} payloads sealed with the client key",
+                        ms(at - dt)
+                    )),
+                },
+            }
+        }
     }
 }
 
