@@ -157,6 +157,7 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
             clock: None,
             recorder: None,
             first_connect_delay: Duration::ZERO,
+            kms: None,
         };
         let (itx, irx) = tokio::sync::mpsc::channel(64);
         let (otx, mut orx) = tokio::sync::mpsc::unbounded_channel();

@@ -57,6 +57,8 @@ pub struct ClientOptions {
     pub recorder: Option<Recorder>,
     /// Wait this long (machine time) before the first websocket connect.
     pub first_connect_delay: Duration,
+    /// The key service for KMS encryption (HS-006), when the client has one.
+    pub kms: Option<ssm_channel::kms::Kms>,
 }
 
 impl ClientOptions {
@@ -72,6 +74,7 @@ impl ClientOptions {
             clock: None,
             recorder: None,
             first_connect_delay: Duration::ZERO,
+            kms: None,
         }
     }
 }
@@ -205,6 +208,7 @@ pub async fn run(
     cfg.token = opts.session.token_value.clone();
     cfg.stream_url = opts.session.stream_url.clone();
     cfg.epoch_ms = now_ms();
+    cfg.kms = opts.kms.clone();
     let session_id = cfg.session_id.clone();
     let mut m = Channel::new(clock.now(), cfg);
     let mut first_connect = true;
@@ -394,6 +398,7 @@ pub async fn run(
                             p.ended.store(true, Ordering::Relaxed);
                             p.busy.store(false, Ordering::Relaxed);
                             p.delivered.store(delivered, Ordering::Relaxed);
+                            r.probe.changed.notify_waiters();
                         }
                         out.exit_code = exit_status(&reason, remote_exit);
                         out.remote_exit_code = remote_exit;
@@ -422,6 +427,7 @@ pub async fn run(
             p.busy.store(!m.is_quiescent() || connecting || in_flight_calls > 0, Ordering::Relaxed);
             p.offered.store(offered, Ordering::Relaxed);
             p.delivered.store(delivered, Ordering::Relaxed);
+            r.probe.changed.notify_waiters();
         }
         if let Some(at) = eof_at {
             if !terminating

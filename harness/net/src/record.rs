@@ -130,6 +130,8 @@ pub struct Probe {
     pub client_connected: AtomicBool,
     /// The trace reached [`MAX_RECORDS`].
     pub overflow: AtomicBool,
+    /// Woken whenever a side publishes new facts.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Probe {

@@ -181,7 +181,7 @@ impl Watch<'_> {
 }
 
 /// How often the script looks at the live facts (real time).
-const POLL: Duration = Duration::from_millis(2);
+const POLL: Duration = Duration::from_millis(50);
 
 async fn run_async(input: &NetInput<'_>) -> NetOutput {
     let sc = input.scenario;
@@ -194,6 +194,7 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
         session_kind: Some(sc.session.clone()),
         extra_client_actions: sc.handshake_extra_actions.clone(),
         agent: Some(input.agent.clone()),
+        kms: sc.kms_encryption.then(ssm_channel::kms::Kms::harness),
     };
     cfg.harness = None;
     let m = match mock::start(cfg).await {
@@ -242,6 +243,7 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
     opts.recorder = Some(rec.clone());
     opts.eof_grace = Duration::from_secs(3600);
     opts.first_connect_delay = Duration::from_millis(sc.service.client_first_connect_delay_ms);
+    opts.kms = sc.kms_encryption.then(ssm_channel::kms::Kms::harness);
     let (itx, irx) = mpsc::channel::<Input>(1024);
     let (otx, mut orx) = mpsc::unbounded_channel();
     let client_task = tokio::spawn(client::run(opts, Arc::new(control), irx, otx));
@@ -253,24 +255,31 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
     let end = match end {
         Some(e) => e,
         None => {
-            // The script is done: wait for the world to settle (three quiet looks in a row).
-            let mut quiet = 0;
+            // The script is done: wait for the world to settle (quiet, and still quiet after
+            // every task has had its turn).
             loop {
                 if rec.probe.overflow.load(Ordering::Relaxed) {
                     break NetEnd::DidNotFinish { waiting_for: "the trace limit".into() };
                 }
+                let changed = rec.probe.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 if watch.settled() {
-                    quiet += 1;
-                    if quiet >= 3 {
+                    for _ in 0..8 {
+                        tokio::task::yield_now().await;
+                    }
+                    if watch.settled() {
                         break NetEnd::Settled;
                     }
-                } else {
-                    quiet = 0;
+                    continue;
                 }
                 if tokio::time::Instant::now() >= deadline {
                     break NetEnd::DidNotFinish { waiting_for: watch.waiting_for() };
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    () = &mut changed => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
             }
         }
     };
@@ -307,6 +316,10 @@ async fn script(
             let until =
                 tokio::time::Instant::now() + clock.to_real(Duration::from_millis(timeout.unwrap_or(60_000)));
             loop {
+                // Registered before looking, so a change in between is not missed.
+                let changed = watch.probe.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 if watch.holds(&event, baseline) {
                     return None;
                 }
@@ -317,7 +330,10 @@ async fn script(
                 if now >= until {
                     return Some(NetEnd::StepTimedOut { index, step: format!("wait_for {event:?}") });
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    () = &mut changed => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
             }
         };
         match step {
@@ -411,8 +427,11 @@ async fn script(
                 }
             },
         }
-        // Let the step take effect before the next one looks at the live facts.
-        tokio::time::sleep(POLL).await;
+        // Let the step take effect before the next one looks at the live facts, without letting
+        // time pass (the simulator's next step starts at the same instant).
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
     }
     None
 }

@@ -69,6 +69,7 @@ async fn start(m: &MockHandle, behaviour: Behaviour) -> Running {
         clock: None,
         recorder: None,
         first_connect_delay: Duration::ZERO,
+        kms: None,
     };
     let (itx, irx) = mpsc::channel(64);
     let (otx, orx) = mpsc::unbounded_channel();

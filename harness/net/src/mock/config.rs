@@ -114,6 +114,8 @@ pub struct Harness {
     pub extra_client_actions: Vec<String>,
     /// The agent's behaviour, overriding `MockConfig::agent`.
     pub agent: Option<ssm_channel::Behaviour>,
+    /// KMS encryption (HS-006) with the harness's key service, as the simulator does.
+    pub kms: Option<ssm_channel::kms::Kms>,
 }
 
 impl Default for MockConfig {

@@ -406,8 +406,9 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
     }
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let op = Operation::from_target(target)?;
-    if let Some(h) = shared.harness() {
-        // A scenario's link latency applies to the API's round trip too, as in the simulator.
+    if let Some(h) = shared.harness().filter(|_| op != Operation::StartSession) {
+        // A scenario's link latency applies to the API's round trip too, as in the simulator
+        // (whose world begins once StartSession has been answered).
         tokio::time::sleep(h.clock.to_real(shared.cfg.link.latency * 2)).await;
     }
     tracing::info!(op = op.name(), "API call");
@@ -502,6 +503,7 @@ fn start_session(
         link: shared.cfg.link,
         faults: faults.clone(),
         recorder: harness.as_ref().map(|h| h.recorder.clone()),
+        kms: harness.as_ref().and_then(|h| h.kms.clone()),
         extra_client_actions: harness.map(|h| h.extra_client_actions).unwrap_or_default(),
     };
     shared.registry.insert(info, token.clone(), tx.clone(), faults);

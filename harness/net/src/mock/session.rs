@@ -133,6 +133,7 @@ pub(crate) struct SessionSetup {
     pub faults: Option<Arc<Mutex<FaultEngine>>>,
     pub recorder: Option<Recorder>,
     pub extra_client_actions: Vec<String>,
+    pub kms: Option<ssm_channel::kms::Kms>,
 }
 
 /// A frame on its way to a side.
@@ -155,6 +156,7 @@ pub(crate) struct Session {
     conn: Option<(u64, mpsc::Sender<WsOut>)>,
     /// The agent's in-process websocket: open, and OpenDataChannel accepted.
     agent_up: bool,
+    agent_ever_up: bool,
     agent_opened: bool,
     agent_token: String,
     agent_connect_at: Option<Instant>,
@@ -218,6 +220,7 @@ impl Session {
         cfg.epoch_ms = epoch_ms();
         cfg.session_kind = setup.kind.clone();
         cfg.extra_client_actions = setup.extra_client_actions;
+        cfg.kms = setup.kms;
         let app = match (&setup.kind, setup.app) {
             (SessionKind::Port, _) if setup.port_target.is_some() => App::Port {
                 target: setup.port_target.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 22))),
@@ -237,6 +240,7 @@ impl Session {
             app,
             conn: None,
             agent_up: false,
+            agent_ever_up: false,
             agent_opened: false,
             agent_token,
             agent_connect_at: None,
@@ -331,6 +335,7 @@ impl Session {
         a.delivered.store(self.delivered_to_agent, Ordering::Relaxed);
         p.in_flight.store(self.queue.len() as u64, Ordering::Relaxed);
         p.client_opens.store(self.client_opens, Ordering::Relaxed);
+        p.changed.notify_waiters();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -832,7 +837,12 @@ impl Session {
         }
         match ev {
             Event::Connect { .. } => {
-                let latency = self.clock.to_real(self.link.latency);
+                let mut latency = self.clock.to_real(self.link.latency);
+                if self.recording() && !self.agent_ever_up {
+                    // The client's first websocket, dialled at the same instant, opens first
+                    // (the simulator's order at equal instants; timers here have 1 ms steps).
+                    latency += Duration::from_millis(1);
+                }
                 self.agent_connect_at = Some(Instant::now() + latency);
             }
             Event::CloseTransport => self.close_side(Role::Agent, Some(1000), "closed by its machine"),
@@ -890,6 +900,7 @@ impl Session {
             return;
         }
         self.agent_up = true;
+        self.agent_ever_up = true;
         self.agent_opened = false;
         self.epoch[1] += 1;
         self.last_deliver[1] = Instant::now();
