@@ -37,6 +37,8 @@ use crate::record::Recorder;
 /// Messages a session task receives.
 #[derive(Debug)]
 pub(crate) enum ToSession {
+    /// A client asked for a websocket (its OpenDataChannel check follows).
+    ClientConnecting,
     /// A client websocket passed the OpenDataChannel check.
     Opened { conn: u64, tx: mpsc::Sender<WsOut> },
     /// A binary message from the client's current websocket.
@@ -157,6 +159,8 @@ pub(crate) struct Session {
     /// The agent's in-process websocket: open, and OpenDataChannel accepted.
     agent_up: bool,
     agent_ever_up: bool,
+    agent_deferred: bool,
+    client_connecting: bool,
     agent_opened: bool,
     agent_token: String,
     agent_connect_at: Option<Instant>,
@@ -241,6 +245,8 @@ impl Session {
             conn: None,
             agent_up: false,
             agent_ever_up: false,
+            agent_deferred: false,
+            client_connecting: false,
             agent_opened: false,
             agent_token,
             agent_connect_at: None,
@@ -371,8 +377,15 @@ impl Session {
             self.deliver(f);
         }
         if self.agent_connect_at.is_some_and(|t| t <= now_i) {
-            self.agent_connect_at = None;
-            self.agent_upgrade();
+            if self.client_connecting && !self.agent_ever_up && !self.agent_deferred {
+                // The client's first websocket, dialled at the same instant, opens first (the
+                // simulator's order); at most 1 ms later the agent opens regardless.
+                self.agent_deferred = true;
+                self.agent_connect_at = Some(now_i + Duration::from_millis(1));
+            } else {
+                self.agent_connect_at = None;
+                self.agent_upgrade();
+            }
         }
         if let Some(f) = self.faults.clone() {
             let effects = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll(self.ms());
@@ -412,7 +425,9 @@ impl Session {
     fn on_message(&mut self, m: ToSession) {
         let now = self.now();
         match m {
+            ToSession::ClientConnecting => self.client_connecting = true,
             ToSession::Opened { conn, tx } => {
+                self.client_connecting = false;
                 if self.terminated {
                     let _ = tx.try_send(WsOut::Close(4001, "the session is terminated".into()));
                     return;
@@ -425,6 +440,10 @@ impl Session {
                 self.client_opens += 1;
                 self.registry.set_status(&self.id, SessionStatus::Connected);
                 self.publication_update();
+                if self.agent_deferred && self.agent_connect_at.is_some() {
+                    self.agent_connect_at = None;
+                    self.agent_upgrade();
+                }
             }
             ToSession::Binary { conn, bytes } => {
                 if self.conn.as_ref().map(|c| c.0) != Some(conn) {
@@ -837,12 +856,7 @@ impl Session {
         }
         match ev {
             Event::Connect { .. } => {
-                let mut latency = self.clock.to_real(self.link.latency);
-                if self.recording() && !self.agent_ever_up {
-                    // The client's first websocket, dialled at the same instant, opens first
-                    // (the simulator's order at equal instants; timers here have 1 ms steps).
-                    latency += Duration::from_millis(1);
-                }
+                let latency = self.clock.to_real(self.link.latency);
                 self.agent_connect_at = Some(Instant::now() + latency);
             }
             Event::CloseTransport => self.close_side(Role::Agent, Some(1000), "closed by its machine"),

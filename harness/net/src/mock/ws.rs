@@ -94,6 +94,9 @@ pub(crate) async fn upgrade(
             return refuse(401, "BadRequest", msg);
         }
     }
+    if let Some(tx) = shared.registry.sender(&session_id) {
+        let _ = tx.try_send(ToSession::ClientConnecting);
+    }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     if let Some(h) = shared.harness() {
         // A scenario's link latency applies to the upgrade, as in the simulator.
