@@ -196,7 +196,9 @@ async fn a_message_over_max_frame_size_closes_with_1009_and_the_mock_keeps_servi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_frames_does_not_make_the_mock_unresponsive() {
-    const N: i64 = 20_000;
+    // Each input brings an acknowledge and an echo: 18 000 frames overflow the queue, and 9000
+    // unacknowledged echoes stay within the agent's buffer.
+    const N: i64 = 9_000;
     let m = mock::start(MockConfig::default()).await.unwrap();
     let c = sdk(&m);
     let s = start_session(&c).await;
@@ -285,18 +287,18 @@ async fn a_flood_of_frames_does_not_make_the_mock_unresponsive() {
     m.shutdown().await;
 }
 
-/// A session must stay resumable after a connection was dropped for overflowing its queue.
-/// It does not: a client connection that lets the agent's unacknowledged output overflow the
-/// connection queue (`CONN_QUEUE`, 4096 frames) is closed with 1011, as designed; but the next
-/// connection, from a client that reads and acknowledges everything, gets ~3000 frames and then
-/// nothing at all (no retransmission, no close, status Connected) while the agent still holds
-/// unacknowledged output. With 3500 inputs (no overflow) the same resume delivers everything.
-/// The stall is in the session task or the agent machine (harness/net/src/mock/session.rs or
-/// ssm-channel), outside what this test suite may change; run with `--ignored`.
+/// A session must stay resumable after a connection was dropped for overflowing its queue: a
+/// client connection that lets the agent's unacknowledged output overflow the connection queue
+/// (`CONN_QUEUE`) is closed with 1011, and the next connection, from a client that reads and
+/// acknowledges everything, should receive the whole backlog. It does not yet: the resumed
+/// connection stalls after part of it (a known bug of the session relay). Without an overflow
+/// (fewer inputs) the same resume delivers everything. Run with `--ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "session.rs/ssm-channel: after a 1011 queue overflow the resumed connection stalls"]
+#[ignore = "known bug: after a 1011 queue overflow the resumed connection stalls"]
 async fn a_session_with_a_large_unacknowledged_backlog_can_be_resumed() {
-    const N: i64 = 5_000;
+    // Each input brings an acknowledge and an echo: 18 000 frames overflow the queue, and 9000
+    // unacknowledged echoes stay within the agent's buffer.
+    const N: i64 = 9_000;
     let m = mock::start(MockConfig::default()).await.unwrap();
     let s = start_session(&sdk(&m)).await;
     let mut p = Peer::open(&s.url, &s.token).await;

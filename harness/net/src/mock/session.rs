@@ -84,7 +84,7 @@ pub(crate) enum WsOut {
 
 /// Capacity of a connection's outgoing queue; a client that lets it fill is not reading and is
 /// disconnected (the agent retransmits what it missed after the resume).
-pub(crate) const CONN_QUEUE: usize = 4096;
+pub(crate) const CONN_QUEUE: usize = 16_384;
 
 /// The most frames the relay holds for later delivery; beyond it frames are lost.
 const MAX_HELD: usize = 100_000;
@@ -827,7 +827,9 @@ impl Session {
                     ssm_wire::decode(&f.bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
                 let Some((conn, tx)) = &self.conn else { return };
                 let conn = *conn;
-                if tx.try_send(WsOut::Binary(f.bytes)).is_err() {
+                // The last slot is kept for the close, so a client that stops reading always
+                // learns why its websocket ends.
+                if tx.capacity() <= 1 || tx.try_send(WsOut::Binary(f.bytes)).is_err() {
                     tracing::warn!(session = %self.id, conn, "client is not reading; closing its websocket");
                     self.close_side(Role::Client, Some(1011), "the client is not reading");
                     return;
