@@ -51,8 +51,17 @@ impl Running {
 }
 
 async fn start(m: &MockHandle, behaviour: Behaviour) -> Running {
+    start_with(m, behaviour, None).await
+}
+
+/// Starts a session, optionally of a document with one parameter.
+async fn start_with(m: &MockHandle, behaviour: Behaviour, doc: Option<(&str, &str, &str)>) -> Running {
     let cp = control(m).await;
-    let s = cp.client().start_session().target("i-0123456789abcdef0").send().await.unwrap();
+    let mut req = cp.client().start_session().target("i-0123456789abcdef0");
+    if let Some((name, key, value)) = doc {
+        req = req.document_name(name).parameters(key, vec![value.to_owned()]);
+    }
+    let s = req.send().await.unwrap();
     let session = StartSessionResponse {
         session_id: s.session_id().unwrap().to_owned(),
         token_value: s.token_value().unwrap().to_owned(),
@@ -130,4 +139,64 @@ async fn echo_survives_a_dropped_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_survives_a_dropped_websocket_over_tls() {
     echo_with_a_drop(MockConfig { tls: true, rotate_stream_url: true, ..MockConfig::default() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_session_forwards_to_a_loopback_port() {
+    // A TCP service on loopback that answers every chunk in upper case.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let up = buf[..n].to_ascii_uppercase();
+                    if sock.write_all(&up).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let m = mock::start(MockConfig::default()).await.unwrap();
+    let mut c = start_with(
+        &m,
+        Behaviour::conformant(Role::Client),
+        Some(("AWS-StartPortForwardingSession", "portNumber", &port.to_string())),
+    )
+    .await;
+    c.input.send(Input::Data(b"hello port\n".to_vec())).await.unwrap();
+    c.read_until(b"HELLO PORT\n").await;
+    assert!(m.reset_client(&c.session_id), "drop the websocket mid-session");
+    c.input.send(Input::Data(b"after the drop\n".to_vec())).await.unwrap();
+    c.read_until(b"AFTER THE DROP\n").await;
+    assert_eq!(String::from_utf8_lossy(&c.stdout), "HELLO PORT\nAFTER THE DROP\n");
+    let info = m.session(&c.session_id).unwrap();
+    assert_eq!(info.document_name.as_deref(), Some("AWS-StartPortForwardingSession"));
+    assert!(info.violations.is_empty(), "{:?}", info.violations);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_session_to_a_non_loopback_host_is_refused() {
+    let m = mock::start(MockConfig::default()).await.unwrap();
+    let cp = control(&m).await;
+    let e = cp
+        .client()
+        .start_session()
+        .target("i-1")
+        .document_name("AWS-StartPortForwardingSessionToRemoteHost")
+        .parameters("host", vec!["10.0.0.1".into()])
+        .parameters("portNumber", vec!["22".into()])
+        .send()
+        .await
+        .unwrap_err();
+    use aws_sdk_ssm::error::ProvideErrorMetadata as _;
+    assert_eq!(e.code(), Some("InvalidParameters"), "{e:?}");
+    assert!(m.sessions().is_empty());
+    m.shutdown().await;
 }
