@@ -361,6 +361,12 @@ impl Peer {
     }
 
     /// Sends the next input frame; returns its message id.
+    /// Takes over frames another connection of this client sent and that may not have been
+    /// acknowledged: they are retransmitted like our own until acknowledged.
+    pub fn adopt_unacked(&mut self, frames: impl IntoIterator<Item = (Uuid, Vec<u8>)>) {
+        self.unacked.extend(frames);
+    }
+
     pub async fn send_input(&mut self, payload: &[u8]) -> Uuid {
         let f = input(self.next_seq, payload);
         self.next_seq += 1;
