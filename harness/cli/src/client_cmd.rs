@@ -147,18 +147,8 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
         })
         .await?;
         diag!("Starting session with SessionId: {session_id} (client {}, seed {seed})", a.profile_impl);
-        let opts = ClientOptions {
-            session: p.response.clone(),
-            behaviour,
-            seed,
-            ca_pem,
-            size: (80, 24),
-            eof_grace: Duration::from_millis(500),
-            clock: None,
-            recorder: None,
-            first_connect_delay: Duration::ZERO,
-            kms: None,
-        };
+        let mut opts = ClientOptions::new(p.response.clone(), behaviour, seed);
+        opts.ca_pem = ca_pem;
         let (itx, irx) = tokio::sync::mpsc::channel(64);
         let (otx, mut orx) = tokio::sync::mpsc::unbounded_channel();
         // stdin on a thread of its own: a blocking read cannot be cancelled.

@@ -86,14 +86,6 @@ impl Recorder {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.trace.lock().unwrap_or_else(std::sync::PoisonError::into_inner).records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The trace so far, in time order (records of one processing step share an instant and
     /// stay together; the stable sort keeps the order in which they were made).
     pub fn snapshot(&self) -> Trace {

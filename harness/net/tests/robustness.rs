@@ -328,6 +328,16 @@ async fn a_session_with_a_large_unacknowledged_backlog_can_be_resumed() {
     m.shutdown().await;
 }
 
+/// The session noticed its client vanished: Disconnected, and no connection left open.
+async fn assert_gone_and_disconnected(m: &mock::MockHandle, id: &str) {
+    assert!(
+        wait_until(WAIT, || m.session(id).unwrap().status == SessionStatus::Disconnected).await,
+        "{:?}",
+        m.session(id).unwrap().status
+    );
+    assert!(wait_until(WAIT, || m.open_connections() == 0).await, "{}", m.open_connections());
+}
+
 // ------------------------------------------------------------------ D4
 
 /// Reads until the peer closes; Err if it does not within `within`.
@@ -525,12 +535,7 @@ async fn clients_that_vanish_are_cleaned_up() {
     // Gone without a close frame: TCP FIN.
     let (next_seq, expected_out) = (p.next_seq, p.expected_out);
     drop(p);
-    assert!(
-        wait_until(WAIT, || m.session(&s.id).unwrap().status == SessionStatus::Disconnected).await,
-        "{:?}",
-        m.session(&s.id).unwrap().status
-    );
-    assert!(wait_until(WAIT, || m.open_connections() == 0).await, "{}", m.open_connections());
+    assert_gone_and_disconnected(&m, &s.id).await;
 
     // Gone without a close frame or FIN: TCP RST, mid-exchange.
     let mut p = Peer::open(&s.url, &s.token).await;
@@ -542,12 +547,7 @@ async fn clients_that_vanish_are_cleaned_up() {
     p.send_raw(three.encode().unwrap()).await;
     let (next_seq, expected_out) = (p.next_seq + 1, p.expected_out);
     p.abort();
-    assert!(
-        wait_until(WAIT, || m.session(&s.id).unwrap().status == SessionStatus::Disconnected).await,
-        "{:?}",
-        m.session(&s.id).unwrap().status
-    );
-    assert!(wait_until(WAIT, || m.open_connections() == 0).await, "{}", m.open_connections());
+    assert_gone_and_disconnected(&m, &s.id).await;
 
     // The session survives both and resumes.
     let mut p = Peer::open(&s.url, &s.token).await;
