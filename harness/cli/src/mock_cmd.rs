@@ -83,6 +83,10 @@ pub struct MockArgs {
     /// Close client websockets with 1000 "Bye" this often (seconds), as the service does
     #[arg(long)]
     bye_interval_s: Option<u64>,
+    /// Close a client's websocket with 1011 when it takes no frame for this long while frames
+    /// wait for it (seconds)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    stall_timeout_s: u64,
     /// Largest websocket message accepted (bytes)
     #[arg(long, default_value_t = 1 << 20)]
     max_frame_size: usize,
@@ -144,6 +148,7 @@ pub fn config(a: &MockArgs) -> anyhow::Result<MockConfig> {
         idle_timeout: (a.idle_timeout_s > 0).then(|| Duration::from_secs(a.idle_timeout_s)),
         max_duration: a.max_duration_s.map(Duration::from_secs),
         bye_interval: a.bye_interval_s.map(Duration::from_secs),
+        stall_timeout: Duration::from_secs(a.stall_timeout_s),
         max_frame_size: a.max_frame_size,
         max_sessions: a.max_sessions,
         max_connections: a.max_connections,

@@ -287,16 +287,13 @@ async fn a_flood_of_frames_does_not_make_the_mock_unresponsive() {
     m.shutdown().await;
 }
 
-/// A session must stay resumable after a connection was dropped for overflowing its queue: a
-/// client connection that lets the agent's unacknowledged output overflow the connection queue
-/// (`CONN_QUEUE`) is closed with 1011, and the next connection, from a client that retransmits
-/// its unacknowledged inputs and acknowledges everything, should receive the whole backlog. It
-/// does not yet: the thousands of retransmitted inputs make the agent answer with a burst (acks,
-/// echoes and its own retransmissions) larger than the connection queue within one turn of the
-/// relay, and the relay closes that connection too (1011) instead of holding frames back until
-/// the queue drains. Run with `--ignored`.
+/// A session stays resumable after a connection was dropped for not reading: a client
+/// connection that lets the agent's unacknowledged output pile up is closed with 1011, and the
+/// next connection, from a client that retransmits its unacknowledged inputs and acknowledges
+/// everything, receives the whole backlog. The thousands of retransmitted inputs make the agent
+/// answer with a burst (acks, echoes and its own retransmissions) larger than a connection's
+/// queue: the relay holds the rest back until the connection takes it, as TCP would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: the relay closes a connection whose queue one burst fills (1011) instead of holding frames back"]
 async fn a_session_with_a_large_unacknowledged_backlog_can_be_resumed() {
     // Each input brings an acknowledge and an echo: 18 000 frames overflow the queue, and 9000
     // unacknowledged echoes stay within the agent's buffer.
@@ -324,7 +321,58 @@ async fn a_session_with_a_large_unacknowledged_backlog_can_be_resumed() {
     p.next_seq = N + 1;
     p.adopt_unacked(sent);
     p.reopen(&s.url, &s.token).await;
-    p.exchange("resumed\n").await.unwrap();
+    // Thousands of frames each way through a debug build: more time than one exchange needs.
+    p.exchange_within("resumed\n", Duration::from_secs(60)).await.unwrap();
+    // The byte stream is intact: every input echoed once, in order, then the new one.
+    let want = format!("sh-5.2$ start\n{}resumed\n", "y".repeat(N as usize));
+    assert!(p.output == want.as_bytes(), "output: {:?}", String::from_utf8_lossy(&p.output));
+    m.shutdown().await;
+}
+
+/// A client that keeps its connection open but stops reading is cut off once frames have
+/// waited for it for the stall timeout (1011), and the session stays resumable with its byte
+/// stream intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_can_resume() {
+    // Kilobyte echoes: more than the connection's queue and the socket buffers hold.
+    const N: i64 = 4_000;
+    let chunk = vec![b'z'; 1024];
+    let m = mock::start(MockConfig { stall_timeout: Duration::from_secs(1), ..MockConfig::default() })
+        .await
+        .unwrap();
+    let s = start_session(&sdk(&m)).await;
+    let mut p = Peer::open(&s.url, &s.token).await;
+    p.exchange("start\n").await.unwrap();
+    let (mut tx, rx) = open(&s.url, &s.token).await.split();
+    let mut sent = Vec::new();
+    for seq in 1..=N {
+        let f = input(seq, &chunk);
+        let bytes = f.encode().unwrap();
+        sent.push((f.message_id, bytes.clone()));
+        tx.feed(Message::binary(bytes)).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    // Nothing is read: the mock gives up on this connection.
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || m.session(&s.id).unwrap().status
+            == SessionStatus::Disconnected)
+        .await,
+        "the stalled connection is still open: {:?}",
+        m.session(&s.id).unwrap().status
+    );
+    eprintln!("cut off {:?} after the last input was written", t0.elapsed());
+    drop((tx, rx));
+    p.next_seq = N + 1;
+    p.adopt_unacked(sent);
+    p.reopen(&s.url, &s.token).await;
+    p.exchange_within("resumed\n", Duration::from_secs(60)).await.unwrap();
+    let mut want = b"sh-5.2$ start\n".to_vec();
+    for _ in 0..N {
+        want.extend_from_slice(&chunk);
+    }
+    want.extend_from_slice(b"resumed\n");
+    assert!(p.output == want, "{} bytes of output, {} expected", p.output.len(), want.len());
     m.shutdown().await;
 }
 

@@ -86,6 +86,9 @@ pub struct MockConfig {
     pub max_connections: usize,
     /// How long a websocket may stay open without its OpenDataChannel.
     pub open_timeout: Duration,
+    /// How long (real time) a client's connection may take no frame while frames wait for it;
+    /// then it is closed with 1011 as not reading.
+    pub stall_timeout: Duration,
     /// How long a client may take to send its request headers, and then its request body
     /// (slowloris).
     pub header_timeout: Duration,
@@ -143,6 +146,7 @@ impl Default for MockConfig {
             max_sessions: 1024,
             max_connections: 1024,
             open_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             seed: 0,
             faults: None,

@@ -498,6 +498,7 @@ fn start_session(
         idle_timeout: shared.cfg.idle_timeout,
         max_duration: shared.cfg.max_duration,
         bye_interval: shared.cfg.bye_interval,
+        stall_timeout: shared.cfg.stall_timeout,
         publication: shared.cfg.publication,
         clock: harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock),
         link: shared.cfg.link,

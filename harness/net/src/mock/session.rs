@@ -82,12 +82,21 @@ pub(crate) enum WsOut {
     Reset,
 }
 
-/// Capacity of a connection's outgoing queue; a client that lets it fill is not reading and is
-/// disconnected (the agent retransmits what it missed after the resume).
+/// Capacity of a connection's outgoing queue; when it is full the relay holds frames back (see
+/// `MAX_BACKLOG_FRAMES` and the stall timeout).
 pub(crate) const CONN_QUEUE: usize = 16_384;
 
 /// The most frames the relay holds for later delivery; beyond it frames are lost.
 const MAX_HELD: usize = 100_000;
+
+/// What the relay holds back for a client whose connection queue is full (TCP backpressure:
+/// frames wait, in order, until the connection takes them). Beyond it frames for the client are
+/// lost, as on a congested path; retransmission recovers them.
+const MAX_BACKLOG_FRAMES: usize = 65_536;
+const MAX_BACKLOG_BYTES: usize = 64 << 20;
+
+/// How often a session with frames held back checks for a stalled client.
+const STALL_CHECK: Duration = Duration::from_millis(500);
 
 /// What a session's application is.
 #[derive(Debug)]
@@ -129,6 +138,10 @@ pub(crate) struct SessionSetup {
     pub idle_timeout: Option<Duration>,
     pub max_duration: Option<Duration>,
     pub bye_interval: Option<Duration>,
+    /// A client whose connection takes no frame for this long (real time) while frames wait
+    /// for it is not reading: its websocket is closed with 1011 and the agent retransmits what
+    /// it missed after the resume.
+    pub stall_timeout: Duration,
     pub publication: bool,
     pub clock: Clock,
     pub link: LinkModel,
@@ -156,6 +169,13 @@ pub(crate) struct Session {
     agent: Channel,
     app: App,
     conn: Option<(u64, mpsc::Sender<WsOut>)>,
+    /// Frames for the client waiting for room in its connection's queue, with their fault
+    /// labels; `backlog_bytes` is their size.
+    backlog: VecDeque<(Vec<u8>, Option<String>)>,
+    backlog_bytes: usize,
+    /// When the client's connection last took a frame while frames were held back.
+    backlog_moved: std::time::Instant,
+    stall_timeout: Duration,
     /// The agent's in-process websocket: open, and OpenDataChannel accepted.
     agent_up: bool,
     agent_ever_up: bool,
@@ -243,6 +263,10 @@ impl Session {
             agent: Channel::new(clock.now(), cfg),
             app,
             conn: None,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            backlog_moved: std::time::Instant::now(),
+            stall_timeout: setup.stall_timeout,
             agent_up: false,
             agent_ever_up: false,
             agent_deferred: false,
@@ -308,12 +332,25 @@ impl Session {
                 break;
             }
             let deadline = self.next_deadline();
+            // Frames held back for the client wait for room in its connection's queue.
+            let held_for = match &self.conn {
+                Some((_, tx)) if !self.backlog.is_empty() => Some(tx.clone()),
+                _ => None,
+            };
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(m) => self.on_message(m),
                 },
                 () = sleep_until(deadline) => self.on_timer(),
+                room = room_in(held_for) => {
+                    if room {
+                        self.pump_client();
+                    } else {
+                        // The connection task is gone; its Closed message follows.
+                        self.drop_backlog("websocket gone");
+                    }
+                }
             }
             self.drain();
             self.publish();
@@ -339,7 +376,7 @@ impl Session {
         p.client_connected.store(self.conn.is_some(), Ordering::Relaxed);
         a.offered.store(self.offered_by_agent, Ordering::Relaxed);
         a.delivered.store(self.delivered_to_agent, Ordering::Relaxed);
-        p.in_flight.store(self.queue.len() as u64, Ordering::Relaxed);
+        p.in_flight.store((self.queue.len() + self.backlog.len()) as u64, Ordering::Relaxed);
         p.client_opens.store(self.client_opens, Ordering::Relaxed);
         p.changed.notify_waiters();
     }
@@ -358,6 +395,9 @@ impl Session {
             add(next.map(|ms| self.clock.instant(Time::from_millis(ms))));
         }
         add(self.agent.poll_timeout().map(|x| self.clock.instant(x)));
+        if !self.backlog.is_empty() {
+            add(Some(Instant::now() + STALL_CHECK));
+        }
         if !self.terminated {
             add(self.idle_timeout.map(|d| self.last_activity + self.clock.to_real(d)));
             add(self.ends_at);
@@ -370,6 +410,7 @@ impl Session {
     }
 
     fn on_timer(&mut self) {
+        self.check_stall();
         let now_i = Instant::now();
         // Frames due for delivery.
         while self.queue.front().is_some_and(|f| f.at <= now_i) {
@@ -494,8 +535,95 @@ impl Session {
         }
     }
 
+    /// Hands a frame to the client's connection, behind any frames already held back.
+    fn send_to_client(&mut self, bytes: Vec<u8>, fault: Option<String>) {
+        if !self.backlog.is_empty() {
+            self.hold_for_client((bytes, fault));
+        } else if let Err(held) = self.push_to_client(bytes, fault) {
+            self.hold_for_client(held);
+        }
+    }
+
+    fn hold_for_client(&mut self, held: (Vec<u8>, Option<String>)) {
+        if self.backlog.len() >= MAX_BACKLOG_FRAMES || self.backlog_bytes + held.0.len() > MAX_BACKLOG_BYTES {
+            if self.recording() {
+                let summary = summarize(MsgKind::Binary, &held.0);
+                let why = "the client's connection is not keeping up".to_owned();
+                self.record(What::Lost { towards: Role::Client, why, summary });
+            }
+            return;
+        }
+        if self.backlog.is_empty() {
+            self.backlog_moved = std::time::Instant::now();
+        }
+        self.backlog_bytes += held.0.len();
+        self.backlog.push_back(held);
+    }
+
+    /// Closes the websocket of a client that has taken nothing for the stall timeout.
+    fn check_stall(&mut self) {
+        if !self.backlog.is_empty() && self.backlog_moved.elapsed() >= self.stall_timeout {
+            let conn = self.conn.as_ref().map_or(0, |c| c.0);
+            tracing::warn!(session = %self.id, conn, "client is not reading; closing its websocket");
+            self.close_side(Role::Client, Some(1011), "the client is not reading");
+        }
+    }
+
+    /// Writes one frame into the client connection's queue, or gives it back when the queue
+    /// is full. The last slot is kept for the close, so a client that stops reading always
+    /// learns why its websocket ends.
+    fn push_to_client(
+        &mut self,
+        bytes: Vec<u8>,
+        fault: Option<String>,
+    ) -> Result<(), (Vec<u8>, Option<String>)> {
+        let Some((_, tx)) = &self.conn else { return Ok(()) };
+        if tx.capacity() <= 1 {
+            return Err((bytes, fault));
+        }
+        let is_channel_closed =
+            ssm_wire::decode(&bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
+        // The client records the delivery when its machine reads the frame.
+        if let Some(r) = &self.rec {
+            r.sent_to_client(&bytes, fault.clone());
+        }
+        if let Err(mpsc::error::TrySendError::Full(WsOut::Binary(b))) = tx.try_send(WsOut::Binary(bytes)) {
+            return Err((b, fault));
+        }
+        if is_channel_closed && self.terminated {
+            // channel_closed is out: now the websocket closes.
+            self.close_side(Role::Client, Some(1000), "the session is terminated");
+        }
+        Ok(())
+    }
+
+    /// Moves held frames into the client connection's queue while it has room.
+    fn pump_client(&mut self) {
+        while let Some((bytes, fault)) = self.backlog.pop_front() {
+            self.backlog_bytes -= bytes.len();
+            if let Err(held) = self.push_to_client(bytes, fault) {
+                self.backlog_bytes += held.0.len();
+                self.backlog.push_front(held);
+                return;
+            }
+            self.backlog_moved = std::time::Instant::now();
+        }
+    }
+
+    /// The client's connection is gone: what was held for it is lost.
+    fn drop_backlog(&mut self, why: &str) {
+        self.backlog_bytes = 0;
+        for (bytes, _) in std::mem::take(&mut self.backlog) {
+            if self.recording() {
+                let summary = summarize(MsgKind::Binary, &bytes);
+                self.record(What::Lost { towards: Role::Client, why: why.to_owned(), summary });
+            }
+        }
+    }
+
     fn client_gone(&mut self) {
         self.conn = None;
+        self.drop_backlog("websocket gone");
         self.epoch[0] += 1;
         if let Some(r) = &self.rec {
             r.client_pipe_broken();
@@ -818,27 +946,7 @@ impl Session {
             });
         }
         match f.to {
-            Role::Client => {
-                // The client records the delivery when its machine reads the frame.
-                if let Some(r) = &self.rec {
-                    r.sent_to_client(&f.bytes, f.fault.clone());
-                }
-                let is_channel_closed =
-                    ssm_wire::decode(&f.bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
-                let Some((conn, tx)) = &self.conn else { return };
-                let conn = *conn;
-                // The last slot is kept for the close, so a client that stops reading always
-                // learns why its websocket ends.
-                if tx.capacity() <= 1 || tx.try_send(WsOut::Binary(f.bytes)).is_err() {
-                    tracing::warn!(session = %self.id, conn, "client is not reading; closing its websocket");
-                    self.close_side(Role::Client, Some(1011), "the client is not reading");
-                    return;
-                }
-                if is_channel_closed && self.terminated {
-                    // channel_closed is out: now the websocket closes.
-                    self.close_side(Role::Client, Some(1000), "the session is terminated");
-                }
-            }
+            Role::Client => self.send_to_client(f.bytes, f.fault),
             Role::Agent => {
                 self.agent.handle_binary(now, &f.bytes);
                 self.drain();
@@ -1068,6 +1176,15 @@ impl Session {
                 self.agent.finish(now, code);
             }
         }
+    }
+}
+
+/// Resolves once `tx` has room for a frame and the close behind it (true), or its connection
+/// task is gone (false); never without a connection.
+async fn room_in(tx: Option<mpsc::Sender<WsOut>>) -> bool {
+    match tx {
+        Some(tx) => tx.reserve_many(2).await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -315,6 +315,10 @@ pub struct Peer {
 /// How often unacknowledged frames are sent again.
 const RESEND_EVERY: Duration = Duration::from_millis(300);
 
+/// The most unacknowledged frames a resend round writes: a client that wrote thousands of
+/// frames between two reads would stop reading for seconds.
+const RESEND_BATCH: usize = 256;
+
 impl Peer {
     pub fn new(ws: Ws) -> Self {
         Peer {
@@ -382,7 +386,9 @@ impl Peer {
         while !done(self) {
             if Instant::now() >= resend_at {
                 resend_at = Instant::now() + RESEND_EVERY;
-                for (_, b) in self.unacked.clone() {
+                let batch: Vec<Vec<u8>> =
+                    self.unacked.iter().take(RESEND_BATCH).map(|(_, b)| b.clone()).collect();
+                for b in batch {
                     self.ws.send(Message::binary(b)).await.map_err(|e| format!("resend failed: {e}"))?;
                 }
             }
@@ -439,9 +445,14 @@ impl Peer {
 
     /// Sends `text` as the next input and waits for its acknowledge and its echo.
     pub async fn exchange(&mut self, text: &str) -> Result<(), String> {
+        self.exchange_within(text, WAIT).await
+    }
+
+    /// [`Peer::exchange`] with a time limit of `within`.
+    pub async fn exchange_within(&mut self, text: &str, within: Duration) -> Result<(), String> {
         let id = self.send_input(text.as_bytes()).await;
         let want = text.as_bytes().to_vec();
-        self.pump_until(WAIT, |p| p.acked.contains(&id) && p.output.windows(want.len()).any(|w| w == want))
+        self.pump_until(within, |p| p.acked.contains(&id) && p.output.windows(want.len()).any(|w| w == want))
             .await
             .map_err(|e| {
                 format!(
