@@ -199,7 +199,10 @@ async fn a_flood_of_frames_does_not_make_the_mock_unresponsive() {
     // Each input brings an acknowledge and an echo: 18 000 frames overflow the queue, and 9000
     // unacknowledged echoes stay within the agent's buffer.
     const N: i64 = 9_000;
-    let m = mock::start(MockConfig::default()).await.unwrap();
+    // This client writes its 9000 retransmissions before it reads again, which on a loaded
+    // machine can take longer than the default stall timeout.
+    let cfg = MockConfig { stall_timeout: Duration::from_secs(120), ..MockConfig::default() };
+    let m = mock::start(cfg).await.unwrap();
     let c = sdk(&m);
     let s = start_session(&c).await;
     let ws = open(&s.url, &s.token).await;
@@ -298,7 +301,10 @@ async fn a_session_with_a_large_unacknowledged_backlog_can_be_resumed() {
     // Each input brings an acknowledge and an echo: 18 000 frames overflow the queue, and 9000
     // unacknowledged echoes stay within the agent's buffer.
     const N: i64 = 9_000;
-    let m = mock::start(MockConfig::default()).await.unwrap();
+    // This client writes its 9000 retransmissions before it reads again, which on a loaded
+    // machine can take longer than the default stall timeout.
+    let cfg = MockConfig { stall_timeout: Duration::from_secs(120), ..MockConfig::default() };
+    let m = mock::start(cfg).await.unwrap();
     let s = start_session(&sdk(&m)).await;
     let mut p = Peer::open(&s.url, &s.token).await;
     p.exchange("start\n").await.unwrap();

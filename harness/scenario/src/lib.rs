@@ -4,6 +4,7 @@ pub mod catalogue;
 pub mod check;
 pub mod load;
 pub mod model;
+pub mod relay;
 pub mod trace;
 
 pub use load::{load_dir, parse_scenario, ScenarioError};

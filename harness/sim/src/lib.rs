@@ -12,13 +12,16 @@ use ssm_channel::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, PayloadType, Role, SendError, Time,
     Transmit,
 };
-use ssm_fault::{ApiEffect, Context, Direction, Effect, FaultEngine, Side};
+use ssm_fault::{ApiEffect, Context, Direction, FaultEngine, Side};
 use ssm_scenario::model::{AgentApp, Breakage, Scenario, Step, TerminateVia, TerminatedResume, WaitEvent};
+use ssm_scenario::relay::{check_open, inbound, link_jitter, link_loses, Inbound, OpenCheck, Relay, Uuid};
 use ssm_scenario::trace::{summarize, MsgKind};
 use ssm_scenario::{Trace, What};
 use ssm_spec::Req;
-use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
-use ssm_wire::{Frame, MessageType};
+use ssm_wire::payload;
+
+/// The session every simulated run is about.
+const SESSION_ID: &str = "harness-0123456789abcdef0";
 
 /// The most records one run may produce; a run that reaches it ends as not finished.
 pub const MAX_TRACE_RECORDS: usize = 1_500_000;
@@ -152,7 +155,7 @@ fn ms(t: Time) -> u64 {
 pub fn run(input: &SimInput<'_>) -> SimOutput {
     let sc = input.scenario;
     let mut rng = Rng::new(input.seed ^ 0x5157_4841_524e_4553);
-    let session_id = "harness-0123456789abcdef0".to_owned();
+    let session_id = SESSION_ID.to_owned();
     // Both machines call the same fake KMS (HS-006); the checks read the trace with it too.
     let kms = sc.kms_encryption.then(Kms::harness);
     let mk = |role: Role, b: &Behaviour, rng: &mut Rng| {
@@ -218,10 +221,6 @@ pub fn run(input: &SimInput<'_>) -> SimOutput {
 }
 
 impl World<'_> {
-    fn record(&mut self, what: What) {
-        self.trace.push(self.now.as_nanos(), what);
-    }
-
     fn deadline(&self) -> Time {
         Time::from_millis(self.sc.duration_ms)
     }
@@ -454,19 +453,7 @@ impl World<'_> {
             });
             return;
         }
-        let (accepted, why, token) = match OpenDataChannel::parse(&bytes) {
-            Err(e) => (false, format!("not an OpenDataChannel: {e}"), String::new()),
-            Ok(o) => {
-                let token = o.token_value().to_owned();
-                if self.terminated {
-                    (false, "session is terminated".into(), token)
-                } else if token != s.token {
-                    (false, "stale or unknown token".into(), token)
-                } else {
-                    (true, "ok".into(), token)
-                }
-            }
-        };
+        let OpenCheck { accepted, why, token } = check_open(&bytes, self.terminated, &s.token);
         self.record(What::OpenChecked { side: r, token, accepted, why: why.clone() });
         if accepted {
             let s = &mut self.sides[idx(r)];
@@ -497,18 +484,15 @@ impl World<'_> {
             });
             return;
         }
-        let decoded = ssm_wire::decode(&bytes);
-        if decoded.as_ref().is_ok_and(|w| w.message_type == MessageType::AgentSessionState) {
-            // The service consumes agent_session_state.
-            return;
-        }
-        if decoded.as_ref().is_ok_and(|w| w.message_type.is_stream()) {
-            self.last_activity = self.now;
+        match inbound(&bytes) {
+            Inbound::Consumed => return,
+            Inbound::Stream => self.last_activity = self.now,
+            Inbound::Other => {}
         }
         let dir = Side::from(r).peer().inbound();
         let ctx = self.context();
         let effects = self.faults.on_frame(ms(self.now), dir, &bytes, &ctx);
-        self.apply_effects(effects, Some((dir, summary)), None);
+        self.apply_effects(effects, Some(&summary), None);
     }
 
     fn context(&self) -> Context {
@@ -517,123 +501,6 @@ impl World<'_> {
             client_reconnects: self.client_reconnects,
             unacked: [self.machines[0].unacked(), self.machines[1].unacked()],
         }
-    }
-
-    fn rule_label(&self, id: ssm_fault::RuleId) -> String {
-        match self.faults.plan().rule_name(id) {
-            Some(name) => format!("{id} ({name})"),
-            None => id.to_string(),
-        }
-    }
-
-    /// Carries out the fault engine's decisions. `origin` labels deliveries no rule touched
-    /// (`service` for the service's own frames).
-    fn apply_effects(
-        &mut self,
-        effects: Vec<Effect>,
-        frame: Option<(Direction, String)>,
-        origin: Option<&str>,
-    ) {
-        for e in effects {
-            match e {
-                Effect::Deliver { direction, bytes, delay_ms, fault: None } => {
-                    self.enqueue(direction, bytes, delay_ms, origin.map(str::to_owned));
-                }
-                Effect::Deliver { direction, bytes, delay_ms, fault } => {
-                    let fault = fault.map(|id| self.rule_label(id));
-                    if let Some(f) = &fault {
-                        let summary = summarize(MsgKind::Binary, &bytes);
-                        self.record(What::Fault {
-                            rule: f.clone(),
-                            what: format!("shaped {direction} {summary}"),
-                        });
-                    }
-                    self.enqueue(direction, bytes, delay_ms, fault);
-                }
-                Effect::Held { direction, rule, until_ms } => {
-                    let label = self.rule_label(rule);
-                    let summary = frame.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
-                    self.record(What::Fault {
-                        rule: label,
-                        what: format!("held {direction} {summary} until {until_ms} ms at the latest"),
-                    });
-                }
-                Effect::Inject { direction, bytes, rule } => {
-                    let label = self.rule_label(rule);
-                    let summary = summarize(MsgKind::Binary, &bytes);
-                    self.record(What::Fault { rule: label.clone(), what: format!("injected {summary}") });
-                    self.record(What::ServiceWrote {
-                        towards: direction.destination().role(),
-                        bytes: bytes.clone(),
-                        summary,
-                    });
-                    self.enqueue(direction, bytes, 0, Some(label));
-                }
-                Effect::Dropped { direction, rule } => {
-                    let label = self.rule_label(rule);
-                    let summary = frame.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
-                    self.record(What::Fault { rule: label.clone(), what: format!("dropped {summary}") });
-                    self.record(What::Lost { towards: direction.destination().role(), why: label, summary });
-                }
-                Effect::Close { side, code, rule } => {
-                    let label = self.rule_label(rule);
-                    self.record(What::Fault {
-                        rule: label.clone(),
-                        what: format!("closed {side} with {code}"),
-                    });
-                    self.close_side(side.role(), Some(code), &label);
-                }
-                Effect::ResetAfterDelivery { side, rule } => {
-                    let label = self.rule_label(rule);
-                    let s = &mut self.sides[idx(side.role())];
-                    if let Some(f) = s.last_enqueued.and_then(|i| s.queue.get_mut(i)) {
-                        f.then_reset = true;
-                        self.record(What::Fault {
-                            rule: label,
-                            what: format!("will reset {side} after delivery"),
-                        });
-                    }
-                }
-                Effect::Reset { side, rule } => {
-                    let label = self.rule_label(rule);
-                    self.record(What::Fault { rule: label.clone(), what: format!("reset {side}") });
-                    self.close_side(side.role(), None, &label);
-                }
-            }
-        }
-    }
-
-    fn enqueue(&mut self, dir: Direction, bytes: Vec<u8>, extra_ms: u64, fault: Option<String>) {
-        let to = dir.destination().role();
-        let summary = summarize(MsgKind::Binary, &bytes);
-        let link = &self.sc.link;
-        if link.loss > 0.0 && fault.is_none() {
-            let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            if draw < link.loss {
-                self.record(What::Lost { towards: to, why: "link loss".into(), summary });
-                return;
-            }
-        }
-        if !self.sides[idx(to)].opened {
-            self.record(What::Lost { towards: to, why: "destination not connected".into(), summary });
-            return;
-        }
-        let jitter = if link.jitter_ms > 0 { self.rng.range(0, link.jitter_ms) } else { 0 };
-        let at = self.now + Duration::from_millis(link.latency_ms + jitter + extra_ms);
-        let s = &mut self.sides[idx(to)];
-        // Websockets run over TCP: frames on one connection stay in order, unless a fault delays one.
-        let at = if extra_ms == 0 {
-            let at = at.max(s.last_deliver);
-            s.last_deliver = at;
-            at
-        } else {
-            at
-        };
-        let epoch = s.epoch;
-        // The queue is sorted by delivery time; equal times keep their order.
-        let pos = s.queue.partition_point(|f| f.deliver_at <= at);
-        s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault, then_reset: false });
-        s.last_enqueued = Some(pos);
     }
 
     fn on_event(&mut self, r: Role, ev: Event) {
@@ -757,81 +624,13 @@ impl World<'_> {
         self.flush();
     }
 
-    fn close_side(&mut self, r: Role, code: Option<u16>, why: &str) {
-        let s = &mut self.sides[idx(r)];
-        if !s.up {
-            return;
-        }
-        s.up = false;
-        s.opened = false;
-        s.epoch += 1;
-        s.opens_at_last_break = s.opens_accepted;
-        let lost: Vec<InFlight> = s.queue.drain(..).collect();
-        self.record(What::Closed { side: r, code, why: why.to_owned() });
-        for f in lost {
-            let summary = summarize(MsgKind::Binary, &f.bytes);
-            self.record(What::Lost { towards: r, why: "websocket closed".into(), summary });
-        }
-        let now = self.now;
-        self.machines[idx(r)].handle_transport_lost(now);
-        self.publication_update();
-        self.flush();
-    }
-
-    /// pause_publication to a side whose peer is not connected, start_publication when it is.
-    fn publication_update(&mut self) {
-        if !self.sc.service.publication || self.terminated {
-            return;
-        }
-        for r in [Role::Client, Role::Agent] {
-            let peer_ok = self.sides[idx(r.peer())].opened;
-            let s = &self.sides[idx(r)];
-            if !s.opened {
-                continue;
-            }
-            let t = match (peer_ok, s.paused_sent) {
-                (false, false) => MessageType::PausePublication,
-                (true, true) => MessageType::StartPublication,
-                _ => continue,
-            };
-            self.sides[idx(r)].paused_sent = t == MessageType::PausePublication;
-            let bytes = self.service_frame(t, b"{}".to_vec());
-            self.service_send(r, bytes);
-        }
-    }
-
-    fn service_frame(&mut self, t: MessageType, payload: Vec<u8>) -> Vec<u8> {
-        Frame::service(t, 1_700_000_000_000 + self.now.as_millis(), self.rng.uuid_v4(), payload)
-            .encode_with(&ssm_wire::Overrides::default())
-    }
-
-    fn service_send(&mut self, to: Role, bytes: Vec<u8>) {
-        let summary = summarize(MsgKind::Binary, &bytes);
-        self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary });
-        let dir = Side::from(to).inbound();
-        let ctx = self.context();
-        let effects = self.faults.on_frame(ms(self.now), dir, &bytes, &ctx);
-        let summary = summarize(MsgKind::Binary, &bytes);
-        self.apply_effects(effects, Some((dir, summary)), Some("service"));
-    }
-
     fn terminate_session(&mut self, output: &str) {
         if self.terminated {
             return;
         }
         self.terminated = true;
         self.record(What::SessionTerminated { why: output.to_owned() });
-        for r in [Role::Client, Role::Agent] {
-            if !self.sides[idx(r)].opened {
-                continue;
-            }
-            let id = self.rng.uuid_v4();
-            let created = 1_700_000_000_000 + self.now.as_millis();
-            let body =
-                ChannelClosed::new(id, created, "i-0123456789abcdef0", "harness-0123456789abcdef0", output);
-            let bytes = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
-            self.service_send(r, bytes);
-        }
+        self.notify_closed(output);
     }
 
     fn new_token(&mut self, r: Role) -> String {
@@ -859,7 +658,7 @@ impl World<'_> {
                     let rotate =
                         self.sc.service.rotate_stream_url || matches!(extra, ApiEffect::RotateStreamUrl);
                     let stream_url = if rotate {
-                        let url = format!("ws://127.0.0.1:1/v1/data-channel/harness-0123456789abcdef0?role=publish_subscribe&cell-number={}", self.token_counter);
+                        let url = format!("ws://127.0.0.1:1/v1/data-channel/{SESSION_ID}?role=publish_subscribe&cell-number={}", self.token_counter);
                         self.sides[0].url = url.clone();
                         Some(url)
                     } else {
@@ -1020,6 +819,115 @@ impl World<'_> {
                 next
             }
         };
+    }
+}
+
+impl Relay for World<'_> {
+    fn record(&mut self, what: What) {
+        self.trace.push(self.now.as_nanos(), what);
+    }
+
+    fn rule_label(&self, id: ssm_fault::RuleId) -> String {
+        match self.faults.plan().rule_name(id) {
+            Some(name) => format!("{id} ({name})"),
+            None => id.to_string(),
+        }
+    }
+
+    fn enqueue(&mut self, dir: Direction, bytes: Vec<u8>, extra_ms: u64, fault: Option<String>) {
+        let to = dir.destination().role();
+        let link = &self.sc.link;
+        if link_loses(link.loss, fault.is_some(), &mut self.rng) {
+            let summary = summarize(MsgKind::Binary, &bytes);
+            self.record(What::Lost { towards: to, why: "link loss".into(), summary });
+            return;
+        }
+        if !self.sides[idx(to)].opened {
+            let summary = summarize(MsgKind::Binary, &bytes);
+            self.record(What::Lost { towards: to, why: "destination not connected".into(), summary });
+            return;
+        }
+        let jitter = link_jitter(link.jitter_ms, &mut self.rng);
+        let at = self.now + Duration::from_millis(link.latency_ms + jitter + extra_ms);
+        let s = &mut self.sides[idx(to)];
+        // Websockets run over TCP: frames on one connection stay in order, unless a fault delays one.
+        let at = if extra_ms == 0 {
+            let at = at.max(s.last_deliver);
+            s.last_deliver = at;
+            at
+        } else {
+            at
+        };
+        let epoch = s.epoch;
+        // The queue is sorted by delivery time; equal times keep their order.
+        let pos = s.queue.partition_point(|f| f.deliver_at <= at);
+        s.queue.insert(pos, InFlight { deliver_at: at, bytes, epoch, fault, then_reset: false });
+        s.last_enqueued = Some(pos);
+    }
+
+    fn close_side(&mut self, r: Role, code: Option<u16>, why: &str) {
+        let s = &mut self.sides[idx(r)];
+        if !s.up {
+            return;
+        }
+        s.up = false;
+        s.opened = false;
+        s.epoch += 1;
+        s.opens_at_last_break = s.opens_accepted;
+        let lost: Vec<InFlight> = s.queue.drain(..).collect();
+        self.record(What::Closed { side: r, code, why: why.to_owned() });
+        for f in lost {
+            let summary = summarize(MsgKind::Binary, &f.bytes);
+            self.record(What::Lost { towards: r, why: "websocket closed".into(), summary });
+        }
+        let now = self.now;
+        self.machines[idx(r)].handle_transport_lost(now);
+        self.publication_update();
+        self.flush();
+    }
+
+    fn reset_after_last(&mut self, to: Role) -> bool {
+        let s = &mut self.sides[idx(to)];
+        match s.last_enqueued.and_then(|i| s.queue.get_mut(i)) {
+            Some(f) => {
+                f.then_reset = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn opened(&self, side: Role) -> bool {
+        self.sides[idx(side)].opened
+    }
+
+    fn paused_sent(&mut self, side: Role) -> &mut bool {
+        &mut self.sides[idx(side)].paused_sent
+    }
+
+    fn publishes(&self) -> bool {
+        self.sc.service.publication && !self.terminated
+    }
+
+    fn service_uuid(&mut self) -> Uuid {
+        self.rng.uuid_v4()
+    }
+
+    fn service_clock_ms(&self) -> u64 {
+        1_700_000_000_000 + self.now.as_millis()
+    }
+
+    fn session_id(&self) -> &str {
+        SESSION_ID
+    }
+
+    fn service_send(&mut self, to: Role, bytes: Vec<u8>) {
+        let summary = summarize(MsgKind::Binary, &bytes);
+        self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary: summary.clone() });
+        let dir = Side::from(to).inbound();
+        let ctx = self.context();
+        let effects = self.faults.on_frame(ms(self.now), dir, &bytes, &ctx);
+        self.apply_effects(effects, Some(&summary), Some("service"));
     }
 }
 

@@ -19,12 +19,12 @@ use ssm_channel::{
     ApiCall, ApiError, ApiResult, Behaviour, Channel, Config, Event, PayloadType, Role, SessionKind, Time,
     Transmit,
 };
-use ssm_fault::{ApiEffect, ApiOp, Context, Direction, Effect, FaultEngine, Side};
+use ssm_fault::{ApiEffect, ApiOp, Context, Direction, FaultEngine, Side};
+use ssm_scenario::relay::{check_open, inbound, link_jitter, link_loses, Inbound, OpenCheck, Relay, Uuid};
 use ssm_scenario::trace::{summarize, MsgKind};
 use ssm_scenario::What;
 use ssm_spec::Req;
-use ssm_wire::payload::{self, ChannelClosed, OpenDataChannel};
-use ssm_wire::{Frame, MessageType};
+use ssm_wire::MessageType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -307,15 +307,6 @@ impl Session {
         self.clock.now().as_millis()
     }
 
-    fn record(&self, what: What) {
-        if let Some(r) = &self.rec {
-            match self.stamp {
-                Some(t) => r.record_at(t, what),
-                None => r.record(what),
-            }
-        }
-    }
-
     fn recording(&self) -> bool {
         self.rec.is_some()
     }
@@ -430,7 +421,7 @@ impl Session {
         }
         if let Some(f) = self.faults.clone() {
             let effects = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll(self.ms());
-            self.apply(effects, None, None);
+            self.apply_effects(effects, None, None);
         }
         if self.terminated {
             let now = self.now();
@@ -635,33 +626,6 @@ impl Session {
         }
     }
 
-    /// Closes a side's websocket (`code` None: reset).
-    fn close_side(&mut self, r: Role, code: Option<u16>, why: &str) {
-        match r {
-            Role::Client => {
-                let Some((_, tx)) = self.conn.take() else { return };
-                let _ = tx.try_send(match code {
-                    None | Some(1006) => WsOut::Reset,
-                    Some(c) => WsOut::Close(c, why.to_owned()),
-                });
-                self.record(What::Closed { side: Role::Client, code, why: why.to_owned() });
-                self.client_gone();
-            }
-            Role::Agent => {
-                if !self.agent_up {
-                    return;
-                }
-                self.agent_up = false;
-                self.agent_opened = false;
-                self.epoch[1] += 1;
-                self.record(What::Closed { side: Role::Agent, code, why: why.to_owned() });
-                let now = self.now();
-                self.agent.handle_transport_lost(now);
-                self.publication_update();
-            }
-        }
-    }
-
     /// Drains the agent machine: transmits, then events (house rule 2).
     fn drain(&mut self) {
         for _ in 0..10_000 {
@@ -718,19 +682,7 @@ impl Session {
             });
             return;
         }
-        let (accepted, why, token) = match OpenDataChannel::parse(&bytes) {
-            Err(e) => (false, format!("not an OpenDataChannel: {e}"), String::new()),
-            Ok(o) => {
-                let token = o.token_value().to_owned();
-                if self.terminated {
-                    (false, "session is terminated".to_owned(), token)
-                } else if token != self.agent_token {
-                    (false, "stale or unknown token".to_owned(), token)
-                } else {
-                    (true, "ok".to_owned(), token)
-                }
-            }
-        };
+        let OpenCheck { accepted, why, token } = check_open(&bytes, self.terminated, &self.agent_token);
         self.record(What::OpenChecked { side: Role::Agent, token, accepted, why: why.clone() });
         if accepted {
             self.agent_opened = true;
@@ -763,13 +715,10 @@ impl Session {
             });
             return;
         }
-        let decoded = ssm_wire::decode(&bytes);
-        if decoded.as_ref().is_ok_and(|w| w.message_type == MessageType::AgentSessionState) {
-            // The service consumes agent_session_state.
-            return;
-        }
-        if decoded.as_ref().is_ok_and(|w| w.message_type.is_stream()) {
-            self.last_activity = Instant::now();
+        match inbound(&bytes) {
+            Inbound::Consumed => return,
+            Inbound::Stream => self.last_activity = Instant::now(),
+            Inbound::Other => {}
         }
         let dir = side(r).peer().inbound();
         self.through_faults(dir, bytes, summary, None);
@@ -795,129 +744,7 @@ impl Session {
             &bytes,
             &ctx,
         );
-        self.apply(effects, Some(summary), origin);
-    }
-
-    fn rule_label(&self, id: ssm_fault::RuleId) -> String {
-        let name = self.faults.as_ref().and_then(|f| {
-            f.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .plan()
-                .rule_name(id)
-                .map(str::to_owned)
-        });
-        match name {
-            Some(n) => format!("{id} ({n})"),
-            None => id.to_string(),
-        }
-    }
-
-    /// Carries out the fault engine's decisions, as the simulator does.
-    fn apply(&mut self, effects: Vec<Effect>, frame: Option<String>, origin: Option<&str>) {
-        for e in effects {
-            match e {
-                Effect::Deliver { direction, bytes, delay_ms, fault: None } => {
-                    self.enqueue(direction, bytes, delay_ms, origin.map(str::to_owned));
-                }
-                Effect::Deliver { direction, bytes, delay_ms, fault: Some(id) } => {
-                    let label = self.rule_label(id);
-                    let summary = summarize(MsgKind::Binary, &bytes);
-                    self.record(What::Fault {
-                        rule: label.clone(),
-                        what: format!("shaped {direction} {summary}"),
-                    });
-                    self.enqueue(direction, bytes, delay_ms, Some(label));
-                }
-                Effect::Held { direction, rule, until_ms } => {
-                    let label = self.rule_label(rule);
-                    let summary = frame.clone().unwrap_or_default();
-                    self.record(What::Fault {
-                        rule: label,
-                        what: format!("held {direction} {summary} until {until_ms} ms at the latest"),
-                    });
-                }
-                Effect::Inject { direction, bytes, rule } => {
-                    let label = self.rule_label(rule);
-                    let summary = summarize(MsgKind::Binary, &bytes);
-                    self.record(What::Fault { rule: label.clone(), what: format!("injected {summary}") });
-                    self.record(What::ServiceWrote {
-                        towards: direction.destination().role(),
-                        bytes: bytes.clone(),
-                        summary,
-                    });
-                    self.enqueue(direction, bytes, 0, Some(label));
-                }
-                Effect::Dropped { direction, rule } => {
-                    let label = self.rule_label(rule);
-                    let summary = frame.clone().unwrap_or_default();
-                    self.record(What::Fault { rule: label.clone(), what: format!("dropped {summary}") });
-                    self.record(What::Lost { towards: direction.destination().role(), why: label, summary });
-                }
-                Effect::Close { side, code, rule } => {
-                    let label = self.rule_label(rule);
-                    self.record(What::Fault {
-                        rule: label.clone(),
-                        what: format!("closed {side} with {code}"),
-                    });
-                    self.close_side(side.role(), Some(code), &label);
-                }
-                Effect::ResetAfterDelivery { side, rule } => {
-                    let label = self.rule_label(rule);
-                    let to = side.role();
-                    let at = self.last_enqueued[ix(to)];
-                    if let Some(f) = self.queue.iter_mut().rev().find(|f| f.to == to && Some(f.at) == at) {
-                        f.then_reset = true;
-                        self.record(What::Fault {
-                            rule: label,
-                            what: format!("will reset {side} after delivery"),
-                        });
-                    }
-                }
-                Effect::Reset { side, rule } => {
-                    let label = self.rule_label(rule);
-                    self.record(What::Fault { rule: label.clone(), what: format!("reset {side}") });
-                    self.close_side(side.role(), None, &label);
-                }
-            }
-        }
-    }
-
-    fn enqueue(&mut self, dir: Direction, bytes: Vec<u8>, extra_ms: u64, fault: Option<String>) {
-        let to = dir.destination().role();
-        let summary = if self.recording() { summarize(MsgKind::Binary, &bytes) } else { String::new() };
-        if self.link.loss > 0.0 && fault.is_none() {
-            let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            if draw < self.link.loss {
-                self.record(What::Lost { towards: to, why: "link loss".into(), summary });
-                return;
-            }
-        }
-        let connected = match to {
-            Role::Client => self.conn.is_some(),
-            Role::Agent => self.agent_opened,
-        };
-        if !connected {
-            self.record(What::Lost { towards: to, why: "destination not connected".into(), summary });
-            return;
-        }
-        if self.queue.len() >= MAX_HELD {
-            self.record(What::Lost { towards: to, why: "the relay's queue is full".into(), summary });
-            return;
-        }
-        let jitter_ms = self.link.jitter.as_millis() as u64;
-        let jitter = if jitter_ms > 0 { self.rng.range(0, jitter_ms) } else { 0 };
-        let delay = self.link.latency + Duration::from_millis(jitter + extra_ms);
-        let mut at = Instant::now() + self.clock.to_real(delay);
-        // Websockets run over TCP: frames on one connection stay in order, unless a fault
-        // delays one.
-        if extra_ms == 0 {
-            at = at.max(self.last_deliver[ix(to)]);
-            self.last_deliver[ix(to)] = at;
-        }
-        let pos = self.queue.partition_point(|f| f.at <= at);
-        let epoch = self.epoch[ix(to)];
-        self.queue.insert(pos, InFlight { at, to, bytes, epoch, fault, then_reset: false });
-        self.last_enqueued[ix(to)] = Some(at);
+        self.apply_effects(effects, Some(&summary), origin);
     }
 
     fn deliver(&mut self, f: InFlight) {
@@ -1036,41 +863,6 @@ impl Session {
         self.agent.handle_transport_open(now);
     }
 
-    fn service_frame(&self, t: MessageType, payload: Vec<u8>) -> Vec<u8> {
-        Frame::service(t, epoch_ms(), uuid::Uuid::new_v4(), payload)
-            .encode_with(&ssm_wire::Overrides::default())
-    }
-
-    fn service_send(&mut self, to: Role, bytes: Vec<u8>) {
-        let summary = summarize(MsgKind::Binary, &bytes);
-        self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary: summary.clone() });
-        let dir = side(to).inbound();
-        self.through_faults(dir, bytes, summary, Some("service"));
-    }
-
-    /// pause_publication to a side whose peer is not connected, start_publication when it is
-    /// (6.5).
-    fn publication_update(&mut self) {
-        if !self.publication || self.terminated {
-            return;
-        }
-        let opened = [self.conn.is_some(), self.agent_opened];
-        for r in [Role::Client, Role::Agent] {
-            if !opened[ix(r)] {
-                continue;
-            }
-            let peer_ok = opened[ix(r.peer())];
-            let t = match (peer_ok, self.paused_sent[ix(r)]) {
-                (false, false) => MessageType::PausePublication,
-                (true, true) => MessageType::StartPublication,
-                _ => continue,
-            };
-            self.paused_sent[ix(r)] = t == MessageType::PausePublication;
-            let frame = self.service_frame(t, b"{}".to_vec());
-            self.service_send(r, frame);
-        }
-    }
-
     /// Ends the session: channel_closed to both sides (6.8), the registry says Terminated, and
     /// the client's websocket is closed once the frame is out.
     pub(crate) fn terminate(&mut self, why: &str) {
@@ -1081,19 +873,7 @@ impl Session {
         self.registry.set_status(&self.id, SessionStatus::Terminated);
         self.record(What::SessionTerminated { why: why.to_owned() });
         tracing::info!(session = %self.id, why, "session terminated");
-        for r in [Role::Client, Role::Agent] {
-            let opened = match r {
-                Role::Client => self.conn.is_some(),
-                Role::Agent => self.agent_opened,
-            };
-            if !opened {
-                continue;
-            }
-            let body =
-                ChannelClosed::new(uuid::Uuid::new_v4(), epoch_ms(), "i-0123456789abcdef0", &self.id, why);
-            let frame = self.service_frame(MessageType::ChannelClosed, payload::to_go_json(&body));
-            self.service_send(r, frame);
-        }
+        self.notify_closed(why);
         if let App::Port { to_target, .. } = &mut self.app {
             *to_target = None;
         }
@@ -1176,6 +956,137 @@ impl Session {
                 self.agent.finish(now, code);
             }
         }
+    }
+}
+
+/// The relay rules shared with the simulator, over this session's queue and websockets.
+impl Relay for Session {
+    fn record(&mut self, what: What) {
+        if let Some(r) = &self.rec {
+            match self.stamp {
+                Some(t) => r.record_at(t, what),
+                None => r.record(what),
+            }
+        }
+    }
+
+    fn rule_label(&self, id: ssm_fault::RuleId) -> String {
+        let name = self.faults.as_ref().and_then(|f| {
+            f.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .plan()
+                .rule_name(id)
+                .map(str::to_owned)
+        });
+        match name {
+            Some(n) => format!("{id} ({n})"),
+            None => id.to_string(),
+        }
+    }
+
+    fn enqueue(&mut self, dir: Direction, bytes: Vec<u8>, extra_ms: u64, fault: Option<String>) {
+        let to = dir.destination().role();
+        let summary = if self.recording() { summarize(MsgKind::Binary, &bytes) } else { String::new() };
+        if link_loses(self.link.loss, fault.is_some(), &mut self.rng) {
+            self.record(What::Lost { towards: to, why: "link loss".into(), summary });
+            return;
+        }
+        let connected = match to {
+            Role::Client => self.conn.is_some(),
+            Role::Agent => self.agent_opened,
+        };
+        if !connected {
+            self.record(What::Lost { towards: to, why: "destination not connected".into(), summary });
+            return;
+        }
+        if self.queue.len() >= MAX_HELD {
+            self.record(What::Lost { towards: to, why: "the relay's queue is full".into(), summary });
+            return;
+        }
+        let jitter = link_jitter(self.link.jitter.as_millis() as u64, &mut self.rng);
+        let delay = self.link.latency + Duration::from_millis(jitter + extra_ms);
+        let mut at = Instant::now() + self.clock.to_real(delay);
+        // Websockets run over TCP: frames on one connection stay in order, unless a fault
+        // delays one.
+        if extra_ms == 0 {
+            at = at.max(self.last_deliver[ix(to)]);
+            self.last_deliver[ix(to)] = at;
+        }
+        let pos = self.queue.partition_point(|f| f.at <= at);
+        let epoch = self.epoch[ix(to)];
+        self.queue.insert(pos, InFlight { at, to, bytes, epoch, fault, then_reset: false });
+        self.last_enqueued[ix(to)] = Some(at);
+    }
+
+    fn close_side(&mut self, r: Role, code: Option<u16>, why: &str) {
+        match r {
+            Role::Client => {
+                let Some((_, tx)) = self.conn.take() else { return };
+                let _ = tx.try_send(match code {
+                    None | Some(1006) => WsOut::Reset,
+                    Some(c) => WsOut::Close(c, why.to_owned()),
+                });
+                self.record(What::Closed { side: Role::Client, code, why: why.to_owned() });
+                self.client_gone();
+            }
+            Role::Agent => {
+                if !self.agent_up {
+                    return;
+                }
+                self.agent_up = false;
+                self.agent_opened = false;
+                self.epoch[1] += 1;
+                self.record(What::Closed { side: Role::Agent, code, why: why.to_owned() });
+                let now = self.now();
+                self.agent.handle_transport_lost(now);
+                self.publication_update();
+            }
+        }
+    }
+
+    fn reset_after_last(&mut self, to: Role) -> bool {
+        let at = self.last_enqueued[ix(to)];
+        match self.queue.iter_mut().rev().find(|f| f.to == to && Some(f.at) == at) {
+            Some(f) => {
+                f.then_reset = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn opened(&self, side: Role) -> bool {
+        match side {
+            Role::Client => self.conn.is_some(),
+            Role::Agent => self.agent_opened,
+        }
+    }
+
+    fn paused_sent(&mut self, side: Role) -> &mut bool {
+        &mut self.paused_sent[ix(side)]
+    }
+
+    fn publishes(&self) -> bool {
+        self.publication && !self.terminated
+    }
+
+    fn service_uuid(&mut self) -> Uuid {
+        Uuid::new_v4()
+    }
+
+    fn service_clock_ms(&self) -> u64 {
+        epoch_ms()
+    }
+
+    fn session_id(&self) -> &str {
+        &self.id
+    }
+
+    fn service_send(&mut self, to: Role, bytes: Vec<u8>) {
+        let summary = summarize(MsgKind::Binary, &bytes);
+        self.record(What::ServiceWrote { towards: to, bytes: bytes.clone(), summary: summary.clone() });
+        let dir = side(to).inbound();
+        self.through_faults(dir, bytes, summary, Some("service"));
     }
 }
 
