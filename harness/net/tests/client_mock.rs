@@ -162,46 +162,34 @@ async fn a_signing_client_survives_a_dropped_websocket_over_tls() {
     echo_with_a_drop(cfg, signing(TEST_SECRET_ACCESS_KEY)).await;
 }
 
-/// Runs a client that the mock refuses; returns how it ended and the mock's count of opens.
-async fn refused(sign_upgrade: Option<UpgradeSigning>) -> (client::ClientOutcome, u64) {
+/// Runs a client against a mock that requires signed upgrades and checks that it was refused:
+/// the run ends (instead of reconnecting forever) with the refusal's `status` and a detail
+/// containing each of `says`, exit status 1, and no websocket opened.
+async fn assert_refused(sign_upgrade: Option<UpgradeSigning>, status: u16, says: &[&str]) {
     let m = mock::start(MockConfig { require_ws_sigv4: true, ..MockConfig::default() }).await.unwrap();
     let c = start(&m, sign_upgrade).await;
     let outcome = tokio::time::timeout(Duration::from_secs(20), c.task)
         .await
         .expect("a refused client ends instead of reconnecting forever")
         .unwrap();
-    let opens = m.session(&c.session_id).unwrap().opens;
+    let EndReason::UpgradeRefused { status: got, detail } = &outcome.end else { panic!("{:?}", outcome.end) };
+    assert_eq!(*got, status, "{detail}");
+    for s in says {
+        assert!(detail.contains(s), "{s:?} not in {detail}");
+    }
+    assert_eq!(outcome.exit_code, 1);
+    assert_eq!((outcome.opens, m.session(&c.session_id).unwrap().opens), (0, 0), "no websocket opened");
     m.shutdown().await;
-    (outcome, opens)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_client_is_refused_where_signatures_are_required() {
-    let (outcome, opens) = refused(None).await;
-    match &outcome.end {
-        EndReason::UpgradeRefused { status, detail } => {
-            assert_eq!(*status, 403, "{detail}");
-            assert!(detail.contains("MissingAuthenticationTokenException"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(outcome.exit_code, 1);
-    assert_eq!((outcome.opens, opens), (0, 0), "no websocket opened");
+    assert_refused(None, 403, &["MissingAuthenticationTokenException"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_signed_with_a_wrong_secret_is_refused() {
-    let (outcome, opens) = refused(signing("not-the-secret")).await;
-    match &outcome.end {
-        EndReason::UpgradeRefused { status, detail } => {
-            assert_eq!(*status, 400, "{detail}");
-            assert!(detail.contains("InvalidSignatureException"), "{detail}");
-            assert!(detail.contains("does not match"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(outcome.exit_code, 1);
-    assert_eq!((outcome.opens, opens), (0, 0), "no websocket opened");
+    assert_refused(signing("not-the-secret"), 400, &["InvalidSignatureException", "does not match"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
