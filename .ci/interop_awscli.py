@@ -41,6 +41,7 @@ def base_env(plugin_dir):
         AWS_MAX_ATTEMPTS="1",
         PATH=plugin_dir + os.pathsep + env.get("PATH", ""),
     )
+    env.pop("SSM_HARNESS_CLIENT_SIGN_UPGRADE", None)
     return env
 
 
@@ -182,6 +183,20 @@ def main():
     check("the TLS mock serves https://", mock.url.startswith("https://"), mock.url)
     r = aws(tenv, mock.url, "ssm", "start-session", "--target", TARGET, stdin="over tls\n")
     check("start-session over https and wss", r.returncode == 0 and "over tls" in r.stdout,
+          f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    mock.stop()
+
+    # 7. A mock that refuses unsigned websocket upgrades: the CLI cannot pass the plugin our
+    # flags, so SSM_HARNESS_CLIENT_SIGN_UPGRADE=1 makes it sign them, with the CLI's credentials.
+    mock = Mock("--require-ws-sigv4")
+    r = aws(env, mock.url, "ssm", "start-session", "--target", TARGET, stdin="unsigned\n")
+    check("without SSM_HARNESS_CLIENT_SIGN_UPGRADE the upgrade is refused and the plugin exits",
+          r.returncode != 0 and "UpgradeRefused { status: 403" in r.stderr,
+          f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    senv = dict(env, SSM_HARNESS_CLIENT_SIGN_UPGRADE="1")
+    r = aws(senv, mock.url, "ssm", "start-session", "--target", TARGET, stdin="signed upgrade\n")
+    check("start-session with SSM_HARNESS_CLIENT_SIGN_UPGRADE=1 against --require-ws-sigv4",
+          r.returncode == 0 and "signed upgrade" in r.stdout,
           f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
     mock.stop()
 

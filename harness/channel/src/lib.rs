@@ -268,6 +268,9 @@ pub enum EndReason {
     Finished { exit_code: Option<i32> },
     /// Local input during an outage was fatal (the plugin's behaviour, RES-007).
     InputDuringOutage,
+    /// The service refused the websocket upgrade with a client error (a missing or wrong
+    /// signature, a malformed request): asking again the same way would be refused again.
+    UpgradeRefused { status: u16, detail: String },
 }
 
 /// A requirement the *peer* broke, as observed by this machine.

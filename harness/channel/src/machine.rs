@@ -410,6 +410,14 @@ impl Channel {
         }
     }
 
+    /// The service refused the websocket asked for by the last [`Event::Connect`] with a client
+    /// error (HTTP 4xx other than 408 and 429: a missing or wrong signature, a malformed
+    /// request). Asking again the same way would be refused again, so the session ends instead
+    /// of reconnecting.
+    pub fn handle_connect_refused(&mut self, _now: Time, status: u16, detail: String) {
+        self.end(EndReason::UpgradeRefused { status, detail });
+    }
+
     /// The websocket broke, or a Connect failed.
     pub fn handle_transport_lost(&mut self, now: Time) {
         if self.ended.is_some() {

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Invoked as `session-manager-plugin` (a symlink), the binary takes those arguments directly;
-//! options then come from the environment (`SSM_HARNESS_CLIENT_IMPL`, `AWS_CA_BUNDLE`).
+//! options then come from the environment (`SSM_HARNESS_CLIENT_IMPL`, `AWS_CA_BUNDLE`,
+//! `SSM_HARNESS_CLIENT_SIGN_UPGRADE`).
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 use ssm_channel::{Behaviour, ImplName, Role};
 use ssm_net::client::{self, ClientOptions, Input, Output as ClientOutput, StartSessionResponse};
 use ssm_net::control::{SdkControlPlane, SdkOptions};
+use ssm_net::sigv4::{Credentials, UpgradeSigning};
 
 use crate::exit::Status;
 use crate::output::{diag, Output};
@@ -33,7 +35,7 @@ pub const RESPONSE_ENV: &str = "AWS_SSM_START_SESSION_RESPONSE";
 const CLIENT_EXIT: &str = "Exit status:
   the agent's ExitCode when one arrived, else 0 when the session ended normally (channel
   closed, terminated, timed out); 1 when it failed (resume abandoned, session gone, handshake
-  failed); 2 usage error";
+  failed, websocket upgrade refused); 2 usage error, or --sign-upgrade without credentials";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = CLIENT_EXIT)]
@@ -48,6 +50,11 @@ pub struct ClientArgs {
     /// PEM bundle to trust for https:// and wss:// (a TLS mock)
     #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE", hide_env_values = true)]
     ca_bundle: Option<PathBuf>,
+    /// SigV4-sign the websocket upgrades for ssmmessages, as newer plugins do, with
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the region is REGION
+    /// (else AWS_REGION, AWS_DEFAULT_REGION, us-east-1)
+    #[arg(long, env = "SSM_HARNESS_CLIENT_SIGN_UPGRADE", value_parser = clap::builder::FalseyValueParser::new(), hide_env_values = true)]
+    sign_upgrade: bool,
     /// Seeds message ids and reconnect jitter (default: random)
     #[arg(long)]
     seed: Option<u64>,
@@ -105,6 +112,31 @@ pub fn parse_plugin_args(
     Ok(PluginArgs { response, region: region.clone(), profile, target, endpoint_url })
 }
 
+/// Upgrade signing was asked for, but a credential is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--sign-upgrade (or SSM_HARNESS_CLIENT_SIGN_UPGRADE) needs credentials in the environment, but {0} is not set")]
+pub struct MissingCredential(pub &'static str);
+
+/// The upgrade signing of `--sign-upgrade`: credentials from the standard environment
+/// variables, the region from the plugin's REGION argument, else from the environment, else
+/// us-east-1. `env` looks a variable up; an empty value counts as unset.
+pub fn upgrade_signing(
+    region: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<UpgradeSigning, MissingCredential> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let required = |name: &'static str| var(name).ok_or(MissingCredential(name));
+    let mut credentials =
+        Credentials::new(required("AWS_ACCESS_KEY_ID")?, required("AWS_SECRET_ACCESS_KEY")?);
+    credentials.session_token = var("AWS_SESSION_TOKEN");
+    let region = Some(region.to_owned())
+        .filter(|r| !r.is_empty())
+        .or_else(|| var("AWS_REGION"))
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    Ok(UpgradeSigning { credentials, region })
+}
+
 pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
     if a.args.is_empty() {
         out.write(
@@ -124,6 +156,11 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
         // The plugin reads and then unsets the variable (6.1).
         std::env::remove_var(&a.args[0]);
     }
+    let sign_upgrade = if a.sign_upgrade {
+        Some(upgrade_signing(&p.region, |name| std::env::var(name).ok())?)
+    } else {
+        None
+    };
     let ca_pem = match &a.ca_bundle {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("reading the CA bundle {}", path.display()))?)
@@ -149,6 +186,7 @@ pub fn run(a: &ClientArgs, out: &mut Output) -> anyhow::Result<Status> {
         diag!("Starting session with SessionId: {session_id} (client {}, seed {seed})", a.profile_impl);
         let mut opts = ClientOptions::new(p.response.clone(), behaviour, seed);
         opts.ca_pem = ca_pem;
+        opts.sign_upgrade = sign_upgrade;
         let (itx, irx) = tokio::sync::mpsc::channel(64);
         let (otx, mut orx) = tokio::sync::mpsc::unbounded_channel();
         // stdin on a thread of its own: a blocking read cannot be cancelled.
@@ -248,6 +286,35 @@ mod tests {
         assert_eq!(p.response.token_value, "t");
         assert_eq!(p.profile, "dev");
         assert_eq!(p.endpoint_url, None);
+    }
+
+    #[test]
+    fn upgrade_signing_takes_the_environment_and_the_region_argument() {
+        let vars = [
+            ("AWS_ACCESS_KEY_ID", "AKIA1"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+        ];
+        let env = |skip: &'static [&'static str]| {
+            move |n: &str| {
+                vars.iter().find(|(k, _)| *k == n && !skip.contains(k)).map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let s = upgrade_signing("eu-west-3", env(&[])).unwrap();
+        assert_eq!(s.credentials, Credentials::new("AKIA1", "secret").with_session_token("token"));
+        assert_eq!(s.region, "eu-west-3");
+        assert_eq!(upgrade_signing("", env(&[])).unwrap().region, "eu-central-1");
+        assert_eq!(upgrade_signing("", env(&["AWS_REGION"])).unwrap().region, "ap-south-1");
+        let none = env(&["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN"]);
+        let s = upgrade_signing("", none).unwrap();
+        assert_eq!((s.region.as_str(), s.credentials.session_token), ("us-east-1", None));
+        let e = upgrade_signing("r", env(&["AWS_SECRET_ACCESS_KEY"])).unwrap_err();
+        assert_eq!(e, MissingCredential("AWS_SECRET_ACCESS_KEY"));
+        assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY is not set"), "{e}");
+        let empty = |n: &str| (n == "AWS_ACCESS_KEY_ID").then(String::new);
+        assert_eq!(upgrade_signing("r", empty).unwrap_err(), MissingCredential("AWS_ACCESS_KEY_ID"));
     }
 
     #[test]

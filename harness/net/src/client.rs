@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::clock::Clock;
 use crate::control::ControlPlane;
 use crate::record::Recorder;
+use crate::sigv4::UpgradeSigning;
 use ssm_scenario::trace::{summarize, MsgKind};
 use ssm_scenario::What;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,9 @@ pub struct ClientOptions {
     pub first_connect_delay: Duration,
     /// The key service for KMS encryption (HS-006), when the client has one.
     pub kms: Option<ssm_channel::kms::Kms>,
+    /// SigV4-sign every websocket upgrade (the first and each one after ResumeSession) for
+    /// `ssmmessages`, as newer session-manager-plugin releases do; unsigned when `None`.
+    pub sign_upgrade: Option<UpgradeSigning>,
 }
 
 impl ClientOptions {
@@ -75,6 +79,7 @@ impl ClientOptions {
             recorder: None,
             first_connect_delay: Duration::ZERO,
             kms: None,
+            sign_upgrade: None,
         }
     }
 }
@@ -126,7 +131,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 enum DriverMsg {
     Connected { gen: u64, ws: Box<Ws> },
-    ConnectFailed { gen: u64, why: String },
+    ConnectFailed { gen: u64, why: ConnectError },
     Api { call: ApiCall, called_at: Time, result: ApiResult },
 }
 
@@ -145,14 +150,56 @@ fn exit_status(end: &EndReason, remote: Option<i32>) -> i32 {
     }
 }
 
-async fn connect(url: String, ca_pem: Option<Vec<u8>>) -> Result<Ws, String> {
-    let req = url.as_str().into_client_request().map_err(|e| format!("bad StreamUrl {url:?}: {e}"))?;
+/// Why a websocket connect failed.
+#[derive(Debug)]
+enum ConnectError {
+    /// The service answered the upgrade with a client error other than 408 and 429: the
+    /// request itself is wrong (a missing or bad signature, a malformed request), so asking
+    /// again the same way would be refused again.
+    Refused { status: u16, detail: String },
+    /// Anything else (no connection, TLS, a server error, a timeout): worth another try.
+    Failed(String),
+}
+
+/// The most characters of a refusal's body kept in its detail.
+const MAX_REFUSAL_BODY: usize = 512;
+
+impl From<tokio_tungstenite::tungstenite::Error> for ConnectError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        match &e {
+            tokio_tungstenite::tungstenite::Error::Http(r)
+                if r.status().is_client_error() && ![408, 429].contains(&r.status().as_u16()) =>
+            {
+                let body = r.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                let body: String = body.chars().take(MAX_REFUSAL_BODY).collect();
+                let detail = format!("{e}: {body}");
+                ConnectError::Refused { status: r.status().as_u16(), detail }
+            }
+            _ => ConnectError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Opens the websocket, signing the upgrade (at this instant) when `signing` is set.
+async fn connect(
+    url: String,
+    ca_pem: Option<Vec<u8>>,
+    signing: Option<UpgradeSigning>,
+) -> Result<Ws, ConnectError> {
+    let req = match &signing {
+        Some(s) => crate::sigv4::signed_upgrade(&url, s, SystemTime::now())
+            .map_err(|e| ConnectError::Failed(e.to_string()))?,
+        None => url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::Failed(format!("bad StreamUrl {url:?}: {e}")))?,
+    };
     let connector = if url.starts_with("wss://") {
         let cfg = match &ca_pem {
             Some(pem) => crate::tls::client_config_from_pem(pem),
             None => crate::tls::client_config_webpki(),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectError::Failed(e.to_string()))?;
         Some(tokio_tungstenite::Connector::Rustls(cfg))
     } else {
         None
@@ -162,8 +209,8 @@ async fn connect(url: String, ca_pem: Option<Vec<u8>>) -> Result<Ws, String> {
     let fut = tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
     match tokio::time::timeout(Duration::from_secs(45), fut).await {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("websocket handshake timed out".into()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ConnectError::Failed("websocket handshake timed out".into())),
     }
 }
 
@@ -285,9 +332,10 @@ pub async fn run(
                         };
                         first_connect = false;
                         let (tx, g, pem) = (tx.clone(), gen, opts.ca_pem.clone());
+                        let signing = opts.sign_upgrade.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
-                            let msg = match connect(url, pem).await {
+                            let msg = match connect(url, pem, signing).await {
                                 Ok(w) => DriverMsg::Connected { gen: g, ws: Box::new(w) },
                                 Err(why) => DriverMsg::ConnectFailed { gen: g, why },
                             };
@@ -493,8 +541,16 @@ pub async fn run(
                     }
                     Some(DriverMsg::ConnectFailed { gen: g, why }) if g == gen => {
                         connecting = false;
-                        tracing::info!("websocket connect failed: {why}");
-                        m.handle_transport_lost(t);
+                        match why {
+                            ConnectError::Refused { status, detail } => {
+                                tracing::warn!("websocket upgrade refused: {detail}");
+                                m.handle_connect_refused(t, status, detail);
+                            }
+                            ConnectError::Failed(why) => {
+                                tracing::info!("websocket connect failed: {why}");
+                                m.handle_transport_lost(t);
+                            }
+                        }
                     }
                     Some(DriverMsg::Api { call, called_at, result }) => {
                         in_flight_calls = in_flight_calls.saturating_sub(1);

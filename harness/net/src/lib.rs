@@ -2,7 +2,8 @@
 //!
 //! - [`mock`]: an SSM service on loopback that real clients accept (awsJson1_1 API with SigV4
 //!   verification, the data-channel websocket with the agent machine behind it, TLS).
-//! - [`sigv4`]: SigV4 verification built on `aws-sigv4`.
+//! - [`sigv4`]: SigV4 verification, and the signing of the client's websocket upgrade, built on
+//!   `aws-sigv4`.
 //! - [`tls`]: the self-signed certificate and client configurations.
 //!
 //! Everything here binds loopback addresses only.

@@ -1,4 +1,5 @@
-//! Server-side SigV4 verification for the mock SSM service.
+//! SigV4 for the mock SSM service and the reference client: the mock's verification of signed
+//! requests, and the client's signing of its data-channel websocket upgrade ([`signed_upgrade`]).
 //!
 //! The signature is never computed by hand: the request is re-signed with the maintained
 //! `aws-sigv4` crate (the signer the Rust SDK uses), restricted to exactly the headers the client
@@ -68,6 +69,86 @@ impl Credentials {
         self.session_token = Some(token.into());
         self
     }
+
+    /// The identity `aws-sigv4` signs with.
+    fn identity(&self, provider: &'static str) -> Identity {
+        aws_credential_types::Credentials::new(
+            self.access_key_id.clone(),
+            self.secret_access_key.clone(),
+            self.session_token.clone(),
+            None,
+            provider,
+        )
+        .into()
+    }
+}
+
+/// The signing name of the data-channel websocket upgrade (the API's is `ssm`).
+pub const UPGRADE_SERVICE: &str = "ssmmessages";
+
+/// How a client signs its data-channel websocket upgrades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeSigning {
+    pub credentials: Credentials,
+    /// The region of the credential scope.
+    pub region: String,
+}
+
+/// Why an upgrade request could not be built or signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// Not a `ws://` or `wss://` URL a websocket request can be made of.
+    #[error("bad StreamUrl {url:?}: {detail}")]
+    BadUrl { url: String, detail: String },
+    /// `aws-sigv4` refused the request or the signing parameters.
+    #[error("signing the websocket upgrade failed: {0}")]
+    Signing(String),
+}
+
+/// The websocket upgrade request for `url` (`ws://` or `wss://`), SigV4-signed at `time` as
+/// newer session-manager-plugin releases sign it: service `ssmmessages`, the `http(s)://` form
+/// of the URL, signed headers `host` and `x-amz-date` (and `x-amz-security-token` when the
+/// credentials have a session token).
+pub fn signed_upgrade(
+    url: &str,
+    signing: &UpgradeSigning,
+    time: SystemTime,
+) -> Result<http::Request<()>, SignError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let bad = |detail: String| SignError::BadUrl { url: url.to_owned(), detail };
+    let http_url = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => format!("http://{rest}"),
+        (_, Some(rest)) => format!("https://{rest}"),
+        _ => return Err(bad("not a ws:// or wss:// URL".into())),
+    };
+    let mut req = url.into_client_request().map_err(|e| bad(e.to_string()))?;
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| bad("no host".into()))?
+        .to_owned();
+    let failed = |e: &dyn fmt::Display| SignError::Signing(e.to_string());
+    let identity = signing.credentials.identity("ssm-harness-client");
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&signing.region)
+        .name(UPGRADE_SERVICE)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| failed(&e))?
+        .into();
+    let signable = SignableRequest::new(
+        "GET",
+        &http_url,
+        [("host", host.as_str())].into_iter(),
+        SignableBody::Bytes(b""),
+    )
+    .map_err(|e| failed(&e))?;
+    let (instructions, _) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+    instructions.apply_to_request_http1x(&mut req);
+    Ok(req)
 }
 
 impl fmt::Debug for Credentials {
@@ -299,14 +380,7 @@ impl Verifier {
 
         let time = epoch_to_system_time(req_secs)
             .ok_or_else(|| incomplete(format!("Date is out of range: '{amz_date}'.")))?;
-        let identity: Identity = aws_credential_types::Credentials::new(
-            cred.access_key_id.clone(),
-            cred.secret_access_key.clone(),
-            cred.session_token.clone(),
-            None,
-            "ssm-mock-verifier",
-        )
-        .into();
+        let identity = cred.identity("ssm-mock-verifier");
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(region)

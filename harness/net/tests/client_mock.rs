@@ -1,4 +1,5 @@
-//! The reference client against the mock over real loopback sockets.
+//! The reference client against the mock over real loopback sockets, with unsigned and
+//! SigV4-signed websocket upgrades.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use ssm_net::control::{SdkControlPlane, SdkOptions};
 use ssm_net::mock::{
     self, MockConfig, MockHandle, SessionStatus, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
 };
+use ssm_net::sigv4::{Credentials, UpgradeSigning};
 use tokio::sync::mpsc;
 
 async fn control(m: &MockHandle) -> SdkControlPlane {
@@ -50,12 +52,24 @@ impl Running {
     }
 }
 
-async fn start(m: &MockHandle, behaviour: Behaviour) -> Running {
-    start_with(m, behaviour, None).await
+/// Upgrade signing with the mock's test key and `secret`.
+fn signing(secret: &str) -> Option<UpgradeSigning> {
+    Some(UpgradeSigning {
+        credentials: Credentials::new(TEST_ACCESS_KEY_ID, secret),
+        region: "eu-west-1".into(),
+    })
+}
+
+async fn start(m: &MockHandle, sign_upgrade: Option<UpgradeSigning>) -> Running {
+    start_with(m, None, sign_upgrade).await
 }
 
 /// Starts a session, optionally of a document with one parameter.
-async fn start_with(m: &MockHandle, behaviour: Behaviour, doc: Option<(&str, &str, &str)>) -> Running {
+async fn start_with(
+    m: &MockHandle,
+    doc: Option<(&str, &str, &str)>,
+    sign_upgrade: Option<UpgradeSigning>,
+) -> Running {
     let cp = control(m).await;
     let mut req = cp.client().start_session().target("i-0123456789abcdef0");
     if let Some((name, key, value)) = doc {
@@ -68,27 +82,19 @@ async fn start_with(m: &MockHandle, behaviour: Behaviour, doc: Option<(&str, &st
         stream_url: s.stream_url().unwrap().to_owned(),
     };
     let session_id = session.session_id.clone();
-    let opts = ClientOptions {
-        session,
-        behaviour,
-        seed: 7,
-        ca_pem: m.ca_pem().map(|p| p.as_bytes().to_vec()),
-        size: (80, 24),
-        eof_grace: Duration::from_millis(300),
-        clock: None,
-        recorder: None,
-        first_connect_delay: Duration::ZERO,
-        kms: None,
-    };
+    let mut opts = ClientOptions::new(session, Behaviour::conformant(Role::Client), 7);
+    opts.ca_pem = m.ca_pem().map(|p| p.as_bytes().to_vec());
+    opts.eof_grace = Duration::from_millis(300);
+    opts.sign_upgrade = sign_upgrade;
     let (itx, irx) = mpsc::channel(64);
     let (otx, orx) = mpsc::unbounded_channel();
     let task = tokio::spawn(client::run(opts, Arc::new(cp), irx, otx));
     Running { input: itx, output: orx, task, session_id, stdout: Vec::new() }
 }
 
-async fn echo_with_a_drop(cfg: MockConfig) {
+async fn echo_with_a_drop(cfg: MockConfig, sign_upgrade: Option<UpgradeSigning>) {
     let m = mock::start(cfg).await.unwrap();
-    let mut c = start(&m, Behaviour::conformant(Role::Client)).await;
+    let mut c = start(&m, sign_upgrade).await;
     c.read_until(b"sh-5.2$ ").await;
     let mut expected = b"sh-5.2$ ".to_vec();
     for i in 0..20 {
@@ -133,12 +139,57 @@ async fn echo_with_a_drop(cfg: MockConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_survives_a_dropped_websocket() {
-    echo_with_a_drop(MockConfig::default()).await;
+    echo_with_a_drop(MockConfig::default(), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_survives_a_dropped_websocket_over_tls() {
-    echo_with_a_drop(MockConfig { tls: true, rotate_stream_url: true, ..MockConfig::default() }).await;
+    echo_with_a_drop(MockConfig { tls: true, rotate_stream_url: true, ..MockConfig::default() }, None).await;
+}
+
+/// A mock that refuses unsigned upgrades: the first connect and the one after the resume are
+/// both signed (and verified), on the rotated StreamUrl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_client_survives_a_dropped_websocket_where_signatures_are_required() {
+    let cfg = MockConfig { require_ws_sigv4: true, rotate_stream_url: true, ..MockConfig::default() };
+    echo_with_a_drop(cfg, signing(TEST_SECRET_ACCESS_KEY)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_client_survives_a_dropped_websocket_over_tls() {
+    let cfg =
+        MockConfig { tls: true, require_ws_sigv4: true, rotate_stream_url: true, ..MockConfig::default() };
+    echo_with_a_drop(cfg, signing(TEST_SECRET_ACCESS_KEY)).await;
+}
+
+/// Runs a client against a mock that requires signed upgrades and checks that it was refused:
+/// the run ends (instead of reconnecting forever) with the refusal's `status` and a detail
+/// containing each of `says`, exit status 1, and no websocket opened.
+async fn assert_refused(sign_upgrade: Option<UpgradeSigning>, status: u16, says: &[&str]) {
+    let m = mock::start(MockConfig { require_ws_sigv4: true, ..MockConfig::default() }).await.unwrap();
+    let c = start(&m, sign_upgrade).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(20), c.task)
+        .await
+        .expect("a refused client ends instead of reconnecting forever")
+        .unwrap();
+    let EndReason::UpgradeRefused { status: got, detail } = &outcome.end else { panic!("{:?}", outcome.end) };
+    assert_eq!(*got, status, "{detail}");
+    for s in says {
+        assert!(detail.contains(s), "{s:?} not in {detail}");
+    }
+    assert_eq!(outcome.exit_code, 1);
+    assert_eq!((outcome.opens, m.session(&c.session_id).unwrap().opens), (0, 0), "no websocket opened");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_client_is_refused_where_signatures_are_required() {
+    assert_refused(None, 403, &["MissingAuthenticationTokenException"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_signed_with_a_wrong_secret_is_refused() {
+    assert_refused(signing("not-the-secret"), 400, &["InvalidSignatureException", "does not match"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,12 +214,8 @@ async fn a_port_session_forwards_to_a_loopback_port() {
         }
     });
     let m = mock::start(MockConfig::default()).await.unwrap();
-    let mut c = start_with(
-        &m,
-        Behaviour::conformant(Role::Client),
-        Some(("AWS-StartPortForwardingSession", "portNumber", &port.to_string())),
-    )
-    .await;
+    let mut c =
+        start_with(&m, Some(("AWS-StartPortForwardingSession", "portNumber", &port.to_string())), None).await;
     c.input.send(Input::Data(b"hello port\n".to_vec())).await.unwrap();
     c.read_until(b"HELLO PORT\n").await;
     assert!(m.reset_client(&c.session_id), "drop the websocket mid-session");

@@ -7,11 +7,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use futures_util::{SinkExt as _, StreamExt as _};
 use ssm_net::mock::{MockHandle, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use ssm_net::sigv4::{Credentials, UpgradeSigning};
 use ssm_wire::payload::{self, AcknowledgeContent};
 use ssm_wire::{Frame, HeaderFlags, MessageType, PayloadType};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
@@ -193,32 +191,11 @@ pub async fn until_end(ws: &mut Ws, within: Duration) -> End {
     timeout(within, read).await.unwrap_or_else(|_| panic!("the connection did not end within {within:?}"))
 }
 
-/// Signs a websocket upgrade as newer session-manager-plugin releases do: SigV4 for
-/// `ssmmessages`, signing `host` and `x-amz-date`.
+/// Signs a websocket upgrade as newer session-manager-plugin releases do (SigV4 for
+/// `ssmmessages`, signing `host` and `x-amz-date`), for region us-east-1, now.
 pub fn signed_upgrade(url: &str, key: &str, secret: &str) -> http::Request<()> {
-    let mut req = url.into_client_request().unwrap();
-    let host = req.headers()["host"].to_str().unwrap().to_owned();
-    let identity: Identity = aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("ssmmessages")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let http_url = url.replacen("ws://", "http://", 1);
-    let signable = SignableRequest::new(
-        "GET",
-        &http_url,
-        [("host", host.as_str())].into_iter(),
-        SignableBody::Bytes(b""),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    instructions.apply_to_request_http1x(&mut req);
-    req
+    let signing = UpgradeSigning { credentials: Credentials::new(key, secret), region: "us-east-1".into() };
+    ssm_net::sigv4::signed_upgrade(url, &signing, SystemTime::now()).unwrap()
 }
 
 /// Sends `req` (a websocket upgrade) over raw TCP and reads the complete response (status and
