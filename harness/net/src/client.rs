@@ -63,6 +63,9 @@ pub struct ClientOptions {
     /// SigV4-sign every websocket upgrade (the first and each one after ResumeSession) for
     /// `ssmmessages`, as newer session-manager-plugin releases do; unsigned when `None`.
     pub sign_upgrade: Option<UpgradeSigning>,
+    /// After handling each frame, send a [`crate::record::BARRIER`] ping (scenario runs over
+    /// the mock, which waits for it before the next frame).
+    pub barriers: bool,
 }
 
 impl ClientOptions {
@@ -80,6 +83,7 @@ impl ClientOptions {
             first_connect_delay: Duration::ZERO,
             kms: None,
             sign_upgrade: None,
+            barriers: false,
         }
     }
 }
@@ -273,6 +277,7 @@ pub async fn run(
     let mut last_output = Instant::now();
     let mut terminating = false;
     let mut remote_exit = None;
+    let mut barrier_due = false;
     let mut out = ClientOutcome {
         end: EndReason::Terminated,
         exit_code: 0,
@@ -282,13 +287,20 @@ pub async fn run(
         tokens: Vec::new(),
     };
     loop {
+        // Input that is already queued is taken as one burst before anything is written, as
+        // the simulator hands a step's messages to the machine at one instant.
+        let burst = input_open && pending.is_none() && !input.is_empty();
         // Transmits first, then events (house rule 2), until neither produces more: an event
         // handler (the shell's Size after SessionReady) may queue a transmit.
-        let mut moved = true;
+        let mut moved = !burst;
         while moved {
             moved = false;
             while let Some(t) = m.poll_transmit() {
                 moved = true;
+                if let Some(r) = &rec {
+                    // For fault rules that look at the client's buffer, as of this write.
+                    r.probe.side(true).unacked.store(m.unacked() as u64, Ordering::Relaxed);
+                }
                 if rec.is_some() {
                     let (kind, bytes) = match &t {
                         Transmit::Text(b) => (MsgKind::Text, b.clone()),
@@ -457,6 +469,16 @@ pub async fn run(
                 }
             }
         }
+        if !burst && std::mem::take(&mut barrier_due) {
+            if let Some(w) = ws.as_mut() {
+                if let Err(e) = w.send(Message::Ping(crate::record::BARRIER.into())).await {
+                    tracing::info!("websocket write failed: {e}");
+                    ws = None;
+                    m.handle_transport_lost(now(base));
+                    continue;
+                }
+            }
+        }
         stamp.store(u64::MAX, Ordering::Relaxed);
         // Input that could not be sent yet (buffer full, not ready) is retried first.
         if ready {
@@ -505,9 +527,11 @@ pub async fn run(
                             r.record_at(t, What::Delivered { to: Role::Client, bytes: b.to_vec(), summary, fault });
                         }
                         stamp.store(t.as_nanos(), Ordering::Relaxed);
+                        barrier_due = opts.barriers;
                         m.handle_binary(t, &b)
                     }
                     Some(Ok(Message::Text(s))) => m.handle_text(t, s.as_bytes()),
+                    Some(Ok(Message::Pong(p))) if p == crate::record::BARRIER => {}
                     Some(Ok(Message::Pong(_))) => {
                         record(What::Pong { to: Role::Client });
                         m.handle_pong(t)

@@ -27,6 +27,13 @@ pub struct Recorder {
 /// Frames on their way to the client, with the fault rule that shaped each.
 type Pipe = std::collections::VecDeque<(Vec<u8>, Option<String>)>;
 
+/// The payload of the websocket ping with which the reference client, in a scenario run, tells
+/// the service it has handled a frame and written everything that frame made it write. The
+/// service then sends the next frame: over real sockets the client takes frames one at a
+/// time, as the simulator hands them over, so a fault that fires on the client's reply acts
+/// before the next frame reaches it. The pong is ignored.
+pub const BARRIER: &[u8] = b"ssm-harness-barrier";
+
 /// The most frames kept in [`Recorder`]'s websocket pipe bookkeeping.
 const MAX_PIPE: usize = 100_000;
 
@@ -104,6 +111,8 @@ pub struct SideProbe {
     pub busy: AtomicBool,
     pub offered: AtomicU64,
     pub delivered: AtomicU64,
+    /// Messages sent and not acknowledged yet (the client's, as of its last write).
+    pub unacked: AtomicU64,
 }
 
 /// Facts of a run: [0] the client, [1] the agent.

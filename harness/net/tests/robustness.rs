@@ -382,6 +382,77 @@ async fn a_client_that_stops_reading_is_cut_off_and_can_resume() {
     m.shutdown().await;
 }
 
+/// A client that ignores channel_closed and keeps its websocket open is closed after the grace
+/// period, with the TERM-001 violation on record; a client that ends is never told twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_ignores_channel_closed_is_closed_after_the_grace_period() {
+    let grace = Duration::from_millis(700);
+    let m = mock::start(MockConfig { channel_closed_grace: grace, ..MockConfig::default() }).await.unwrap();
+    let c = sdk(&m);
+    let s = start_session(&c).await;
+    let mut p = Peer::open(&s.url, &s.token).await;
+    p.exchange("hello\n").await.unwrap();
+    let t0 = Instant::now();
+    c.terminate_session().session_id(&s.id).send().await.unwrap();
+    let end = until_end(&mut p.ws, Duration::from_secs(10)).await;
+    let waited = t0.elapsed();
+    assert_eq!(end.code(), Some(1000), "{end:?}");
+    assert!(waited >= grace, "closed after {waited:?}, before the grace of {grace:?}");
+    let info = m.session(&s.id).unwrap();
+    assert_eq!(info.status, SessionStatus::Terminated);
+    assert!(
+        info.violations.iter().any(|(r, d)| *r == Req::Term001 && d.contains("after channel_closed")),
+        "{:?}",
+        info.violations
+    );
+    m.shutdown().await;
+}
+
+/// Sends a ping and says whether its pong came back within `within` (data frames are skipped).
+async fn pong_within(ws: &mut support::Ws, payload: &'static [u8], within: Duration) -> bool {
+    ws.send(Message::Ping(payload.into())).await.unwrap();
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(p))) if p.as_ref() == payload => return,
+                Some(Ok(_)) => {}
+                other => panic!("the websocket ended: {other:?}"),
+            }
+        }
+    };
+    timeout(within, wait).await.is_ok()
+}
+
+/// A partition in the mock's fault plan swallows the pongs of the client's pings, which the
+/// websocket layer would otherwise answer below the relay (PING-002), and only while it lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_swallows_the_pongs_of_client_pings() {
+    let plan = ssm_fault::FaultPlan {
+        timed: vec![ssm_fault::TimedFault {
+            name: None,
+            at_ms: 2_000,
+            action: ssm_fault::TimedAction::Partition { for_ms: 2_000 },
+        }],
+        ..ssm_fault::FaultPlan::default()
+    };
+    let m = mock::start(MockConfig { faults: Some(plan), ..MockConfig::default() }).await.unwrap();
+    let s = start_session(&sdk(&m)).await;
+    let t0 = Instant::now();
+    let mut ws = open(&s.url, &s.token).await;
+    assert!(
+        pong_within(&mut ws, b"before", Duration::from_millis(500)).await,
+        "no pong before the partition"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(t0.elapsed())).await;
+    assert!(
+        !pong_within(&mut ws, b"during", Duration::from_millis(600)).await,
+        "a pong during the partition"
+    );
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(t0.elapsed())).await;
+    assert!(pong_within(&mut ws, b"after", Duration::from_millis(500)).await, "no pong after the partition");
+    m.shutdown().await;
+}
+
 /// The session noticed its client vanished: Disconnected, and no connection left open.
 async fn assert_gone_and_disconnected(m: &mock::MockHandle, id: &str) {
     assert!(

@@ -216,13 +216,6 @@ fn skip_reason(opts: &RunOptions, sc: &Scenario) -> Option<String> {
 /// Scenarios the mock backend cannot run faithfully, and why (each is still run on the
 /// simulator).
 fn mock_skip_reason(sc: &Scenario) -> Option<String> {
-    if sc.requirements.contains(&Req::Ping002) {
-        return Some(
-            "on the mock backend a client's websocket pings are answered by the websocket layer, which \
-             the relay's faults cannot black-hole, so dead-peer detection is not exercised"
-                .into(),
-        );
-    }
     let burst = sc
         .steps
         .iter()

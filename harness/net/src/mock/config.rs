@@ -89,6 +89,9 @@ pub struct MockConfig {
     /// How long (real time) a client's connection may take no frame while frames wait for it;
     /// then it is closed with 1011 as not reading.
     pub stall_timeout: Duration,
+    /// How long a client may keep its websocket open after channel_closed (TERM-001: it should
+    /// end and close it); then the mock records the violation and closes it with 1000.
+    pub channel_closed_grace: Duration,
     /// How long a client may take to send its request headers, and then its request body
     /// (slowloris).
     pub header_timeout: Duration,
@@ -147,6 +150,7 @@ impl Default for MockConfig {
             max_connections: 1024,
             open_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(10),
+            channel_closed_grace: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
             seed: 0,
             faults: None,

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+mod pong_gate;
 mod registry;
 mod session;
 mod ws;
@@ -406,6 +407,13 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
     }
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let op = Operation::from_target(target)?;
+    // A resume is in flight from the moment its request arrives until it is answered.
+    let _resuming = match op {
+        Operation::ResumeSession => {
+            SessionRef::parse(&body).ok().map(|r| shared.registry.resuming(&r.session_id))
+        }
+        _ => None,
+    };
     if let Some(h) = shared.harness().filter(|_| op != Operation::StartSession) {
         // A scenario's link latency applies to the API's round trip too, as in the simulator
         // (whose world begins once StartSession has been answered).
@@ -487,6 +495,9 @@ fn start_session(
                 .with_session(id.clone(), "i-0123456789abcdef0"),
         ))
     });
+    // The session's clock: its fault engine's times count from it, in the relay, the API
+    // handlers and the websocket's pong gate alike.
+    let clock = harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock);
     let setup = SessionSetup {
         id: id.clone(),
         kind,
@@ -499,15 +510,16 @@ fn start_session(
         max_duration: shared.cfg.max_duration,
         bye_interval: shared.cfg.bye_interval,
         stall_timeout: shared.cfg.stall_timeout,
+        channel_closed_grace: shared.cfg.channel_closed_grace,
         publication: shared.cfg.publication,
-        clock: harness.as_ref().map_or_else(crate::clock::Clock::real, |h| h.clock),
+        clock,
         link: shared.cfg.link,
         faults: faults.clone(),
         recorder: harness.as_ref().map(|h| h.recorder.clone()),
         kms: harness.as_ref().and_then(|h| h.kms.clone()),
         extra_client_actions: harness.map(|h| h.extra_client_actions).unwrap_or_default(),
     };
-    shared.registry.insert(info, token.clone(), tx.clone(), faults);
+    shared.registry.insert(info, token.clone(), tx.clone(), faults.map(|f| (f, clock)));
     let s = Session::new(setup, shared.registry.clone(), tx);
     tokio::spawn(s.run(rx));
     Ok(json_response(&json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url })))
@@ -547,8 +559,7 @@ async fn api_fault(
     id: &str,
     op: ssm_fault::ApiOp,
 ) -> Result<ssm_fault::ApiEffect, AwsError> {
-    let Some(f) = shared.registry.faults(id) else { return Ok(ssm_fault::ApiEffect::Normal) };
-    let clock = shared.harness().map_or_else(crate::clock::Clock::real, |h| h.clock);
+    let Some((f, clock)) = shared.registry.faults(id) else { return Ok(ssm_fault::ApiEffect::Normal) };
     let ctx =
         ssm_fault::Context { resume_in_flight: op == ssm_fault::ApiOp::ResumeSession, ..Default::default() };
     let effect =

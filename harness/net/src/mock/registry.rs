@@ -66,7 +66,24 @@ struct Entry {
     token: String,
     superseded: Vec<String>,
     tx: Option<mpsc::Sender<ToSession>>,
-    faults: Option<Faults>,
+    /// The session's fault engine and the clock its times count from.
+    faults: Option<(Faults, crate::clock::Clock)>,
+    /// ResumeSession calls being answered.
+    resuming: u32,
+}
+
+/// See [`Registry::resuming`].
+pub(crate) struct ResumeGuard {
+    registry: std::sync::Arc<Registry>,
+    id: String,
+}
+
+impl Drop for ResumeGuard {
+    fn drop(&mut self) {
+        if let Some(e) = self.registry.lock().sessions.get_mut(&self.id) {
+            e.resuming = e.resuming.saturating_sub(1);
+        }
+    }
 }
 
 /// A session's fault engine, shared by its relay and the API handler.
@@ -143,14 +160,29 @@ impl Registry {
         info: SessionInfo,
         token: String,
         tx: mpsc::Sender<ToSession>,
-        faults: Option<Faults>,
+        faults: Option<(Faults, crate::clock::Clock)>,
     ) {
         let mut g = self.lock();
-        g.sessions
-            .insert(info.id.clone(), Entry { info, token, superseded: Vec::new(), tx: Some(tx), faults });
+        g.sessions.insert(
+            info.id.clone(),
+            Entry { info, token, superseded: Vec::new(), tx: Some(tx), faults, resuming: 0 },
+        );
     }
 
-    pub(crate) fn faults(&self, id: &str) -> Option<Faults> {
+    /// A ResumeSession call for `id` is being answered until the guard is dropped (for fault
+    /// rules armed while a resume is in flight).
+    pub(crate) fn resuming(self: &std::sync::Arc<Self>, id: &str) -> ResumeGuard {
+        if let Some(e) = self.lock().sessions.get_mut(id) {
+            e.resuming += 1;
+        }
+        ResumeGuard { registry: self.clone(), id: id.to_owned() }
+    }
+
+    pub(crate) fn resume_in_flight(&self, id: &str) -> bool {
+        self.lock().sessions.get(id).is_some_and(|e| e.resuming > 0)
+    }
+
+    pub(crate) fn faults(&self, id: &str) -> Option<(Faults, crate::clock::Clock)> {
         self.lock().sessions.get(id).and_then(|e| e.faults.clone())
     }
 

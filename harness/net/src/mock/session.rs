@@ -45,6 +45,9 @@ pub(crate) enum ToSession {
     Binary { conn: u64, bytes: Vec<u8> },
     /// That websocket is gone.
     Closed { conn: u64 },
+    /// The client handled the last frame sent to it (scenario runs; see
+    /// [`crate::record::BARRIER`]).
+    Barrier { conn: u64 },
     /// TerminateSession, an idle or duration timeout.
     Terminate { why: String },
     /// The mock is shutting down: tell the client and end the task.
@@ -142,6 +145,7 @@ pub(crate) struct SessionSetup {
     /// for it is not reading: its websocket is closed with 1011 and the agent retransmits what
     /// it missed after the resume.
     pub stall_timeout: Duration,
+    pub channel_closed_grace: Duration,
     pub publication: bool,
     pub clock: Clock,
     pub link: LinkModel,
@@ -150,6 +154,17 @@ pub(crate) struct SessionSetup {
     pub extra_client_actions: Vec<String>,
     pub kms: Option<ssm_channel::kms::Kms>,
 }
+
+/// A frame for the client's connection.
+#[derive(Debug)]
+struct ToClient {
+    bytes: Vec<u8>,
+    fault: Option<String>,
+    /// Reset the connection once the frame is written.
+    then_reset: bool,
+}
+
+const RESET_AFTER_DELIVERY: &str = "reset right after a delivery (fault)";
 
 /// A frame on its way to a side.
 #[derive(Debug)]
@@ -169,13 +184,21 @@ pub(crate) struct Session {
     agent: Channel,
     app: App,
     conn: Option<(u64, mpsc::Sender<WsOut>)>,
-    /// Frames for the client waiting for room in its connection's queue, with their fault
-    /// labels; `backlog_bytes` is their size.
-    backlog: VecDeque<(Vec<u8>, Option<String>)>,
+    /// Frames for the client waiting for room in its connection's queue; `backlog_bytes` is
+    /// their size.
+    backlog: VecDeque<ToClient>,
     backlog_bytes: usize,
     /// When the client's connection last took a frame while frames were held back.
     backlog_moved: std::time::Instant,
     stall_timeout: Duration,
+    /// Scenario runs: one frame at a time to the client, the next once it has handled the
+    /// last (see [`crate::record::BARRIER`]).
+    lockstep: bool,
+    awaiting_barrier: bool,
+    channel_closed_grace: Duration,
+    /// When the client's websocket is closed if the client, told channel_closed, has not
+    /// closed it itself.
+    close_client_at: Option<Instant>,
     /// The agent's in-process websocket: open, and OpenDataChannel accepted.
     agent_up: bool,
     agent_ever_up: bool,
@@ -267,6 +290,10 @@ impl Session {
             backlog_bytes: 0,
             backlog_moved: std::time::Instant::now(),
             stall_timeout: setup.stall_timeout,
+            lockstep: setup.recorder.is_some(),
+            awaiting_barrier: false,
+            channel_closed_grace: setup.channel_closed_grace,
+            close_client_at: None,
             agent_up: false,
             agent_ever_up: false,
             agent_deferred: false,
@@ -325,7 +352,7 @@ impl Session {
             let deadline = self.next_deadline();
             // Frames held back for the client wait for room in its connection's queue.
             let held_for = match &self.conn {
-                Some((_, tx)) if !self.backlog.is_empty() => Some(tx.clone()),
+                Some((_, tx)) if !self.backlog.is_empty() && !self.awaiting_barrier => Some(tx.clone()),
                 _ => None,
             };
             tokio::select! {
@@ -389,6 +416,7 @@ impl Session {
         if !self.backlog.is_empty() {
             add(Some(Instant::now() + STALL_CHECK));
         }
+        add(self.close_client_at);
         if !self.terminated {
             add(self.idle_timeout.map(|d| self.last_activity + self.clock.to_real(d)));
             add(self.ends_at);
@@ -422,6 +450,18 @@ impl Session {
         if let Some(f) = self.faults.clone() {
             let effects = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll(self.ms());
             self.apply_effects(effects, None, None);
+        }
+        if self.close_client_at.is_some_and(|t| t <= now_i) {
+            self.close_client_at = None;
+            if self.conn.is_some() {
+                let grace = self.channel_closed_grace;
+                self.registry.record_violation(
+                    &self.id,
+                    Req::Term001,
+                    format!("the client kept its websocket open {grace:?} after channel_closed"),
+                );
+                self.close_side(Role::Client, Some(1000), "the session is terminated");
+            }
         }
         if self.terminated {
             let now = self.now();
@@ -469,6 +509,7 @@ impl Session {
                 }
                 self.epoch[0] += 1;
                 self.last_deliver[0] = Instant::now();
+                self.awaiting_barrier = false;
                 self.client_opens += 1;
                 self.registry.set_status(&self.id, SessionStatus::Connected);
                 self.publication_update();
@@ -482,6 +523,12 @@ impl Session {
                     return;
                 }
                 self.relay_from(Role::Client, bytes);
+            }
+            ToSession::Barrier { conn } => {
+                if self.conn.as_ref().map(|c| c.0) == Some(conn) {
+                    self.awaiting_barrier = false;
+                    self.pump_client();
+                }
             }
             ToSession::Closed { conn } => {
                 if self.conn.as_ref().map(|c| c.0) == Some(conn) {
@@ -527,18 +574,19 @@ impl Session {
     }
 
     /// Hands a frame to the client's connection, behind any frames already held back.
-    fn send_to_client(&mut self, bytes: Vec<u8>, fault: Option<String>) {
+    fn send_to_client(&mut self, f: ToClient) {
         if !self.backlog.is_empty() {
-            self.hold_for_client((bytes, fault));
-        } else if let Err(held) = self.push_to_client(bytes, fault) {
+            self.hold_for_client(f);
+        } else if let Err(held) = self.push_to_client(f) {
             self.hold_for_client(held);
         }
     }
 
-    fn hold_for_client(&mut self, held: (Vec<u8>, Option<String>)) {
-        if self.backlog.len() >= MAX_BACKLOG_FRAMES || self.backlog_bytes + held.0.len() > MAX_BACKLOG_BYTES {
+    fn hold_for_client(&mut self, f: ToClient) {
+        if self.backlog.len() >= MAX_BACKLOG_FRAMES || self.backlog_bytes + f.bytes.len() > MAX_BACKLOG_BYTES
+        {
             if self.recording() {
-                let summary = summarize(MsgKind::Binary, &held.0);
+                let summary = summarize(MsgKind::Binary, &f.bytes);
                 let why = "the client's connection is not keeping up".to_owned();
                 self.record(What::Lost { towards: Role::Client, why, summary });
             }
@@ -547,8 +595,8 @@ impl Session {
         if self.backlog.is_empty() {
             self.backlog_moved = std::time::Instant::now();
         }
-        self.backlog_bytes += held.0.len();
-        self.backlog.push_back(held);
+        self.backlog_bytes += f.bytes.len();
+        self.backlog.push_back(f);
     }
 
     /// Closes the websocket of a client that has taken nothing for the stall timeout.
@@ -563,37 +611,40 @@ impl Session {
     /// Writes one frame into the client connection's queue, or gives it back when the queue
     /// is full. The last slot is kept for the close, so a client that stops reading always
     /// learns why its websocket ends.
-    fn push_to_client(
-        &mut self,
-        bytes: Vec<u8>,
-        fault: Option<String>,
-    ) -> Result<(), (Vec<u8>, Option<String>)> {
+    fn push_to_client(&mut self, f: ToClient) -> Result<(), ToClient> {
         let Some((_, tx)) = &self.conn else { return Ok(()) };
-        if tx.capacity() <= 1 {
-            return Err((bytes, fault));
+        if tx.capacity() <= 1 || self.awaiting_barrier {
+            return Err(f);
         }
+        let ToClient { bytes, fault, then_reset } = f;
         let is_channel_closed =
             ssm_wire::decode(&bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
         // The client records the delivery when its machine reads the frame.
         if let Some(r) = &self.rec {
             r.sent_to_client(&bytes, fault.clone());
         }
-        if let Err(mpsc::error::TrySendError::Full(WsOut::Binary(b))) = tx.try_send(WsOut::Binary(bytes)) {
-            return Err((b, fault));
+        if let Err(mpsc::error::TrySendError::Full(WsOut::Binary(bytes))) = tx.try_send(WsOut::Binary(bytes))
+        {
+            return Err(ToClient { bytes, fault, then_reset });
         }
-        if is_channel_closed && self.terminated {
-            // channel_closed is out: now the websocket closes.
-            self.close_side(Role::Client, Some(1000), "the session is terminated");
+        self.awaiting_barrier = self.lockstep;
+        if then_reset {
+            self.close_side(Role::Client, None, RESET_AFTER_DELIVERY);
+        } else if is_channel_closed && self.terminated && !self.lockstep {
+            // channel_closed is out: the client should now end and close its websocket
+            // (TERM-001); one that does not is closed after a grace period. A scenario run
+            // leaves it open, as the simulator does, and its checks judge the client.
+            self.close_client_at = Some(Instant::now() + self.clock.to_real(self.channel_closed_grace));
         }
         Ok(())
     }
 
     /// Moves held frames into the client connection's queue while it has room.
     fn pump_client(&mut self) {
-        while let Some((bytes, fault)) = self.backlog.pop_front() {
-            self.backlog_bytes -= bytes.len();
-            if let Err(held) = self.push_to_client(bytes, fault) {
-                self.backlog_bytes += held.0.len();
+        while let Some(f) = self.backlog.pop_front() {
+            self.backlog_bytes -= f.bytes.len();
+            if let Err(held) = self.push_to_client(f) {
+                self.backlog_bytes += held.bytes.len();
                 self.backlog.push_front(held);
                 return;
             }
@@ -604,9 +655,9 @@ impl Session {
     /// The client's connection is gone: what was held for it is lost.
     fn drop_backlog(&mut self, why: &str) {
         self.backlog_bytes = 0;
-        for (bytes, _) in std::mem::take(&mut self.backlog) {
+        for f in std::mem::take(&mut self.backlog) {
             if self.recording() {
-                let summary = summarize(MsgKind::Binary, &bytes);
+                let summary = summarize(MsgKind::Binary, &f.bytes);
                 self.record(What::Lost { towards: Role::Client, why: why.to_owned(), summary });
             }
         }
@@ -614,6 +665,8 @@ impl Session {
 
     fn client_gone(&mut self) {
         self.conn = None;
+        self.awaiting_barrier = false;
+        self.close_client_at = None;
         self.drop_backlog("websocket gone");
         self.epoch[0] += 1;
         if let Some(r) = &self.rec {
@@ -726,9 +779,12 @@ impl Session {
 
     fn context(&self) -> Context {
         Context {
-            resume_in_flight: false,
+            resume_in_flight: self.registry.resume_in_flight(&self.id),
             client_reconnects: self.client_opens.saturating_sub(1),
-            unacked: [0, self.agent.unacked()],
+            unacked: [
+                self.rec.as_ref().map_or(0, |r| r.probe.side(true).unacked.load(Ordering::Relaxed) as usize),
+                self.agent.unacked(),
+            ],
         }
     }
 
@@ -773,15 +829,18 @@ impl Session {
             });
         }
         match f.to {
-            Role::Client => self.send_to_client(f.bytes, f.fault),
+            Role::Client => {
+                self.send_to_client(ToClient { bytes: f.bytes, fault: f.fault, then_reset: f.then_reset })
+            }
             Role::Agent => {
                 self.agent.handle_binary(now, &f.bytes);
+                if f.then_reset {
+                    // Before the machine's reply reaches the wire, as in the simulator.
+                    self.close_side(Role::Agent, None, RESET_AFTER_DELIVERY);
+                }
                 self.drain();
                 self.stamp = None;
             }
-        }
-        if f.then_reset {
-            self.close_side(f.to, None, "reset right after a delivery (fault)");
         }
     }
 

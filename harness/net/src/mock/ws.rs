@@ -21,10 +21,12 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::api::AwsError;
 use super::config::Strictness;
+use super::pong_gate::{Gate, PongGate};
 use super::registry::TokenCheck;
 use super::session::{ToSession, WsOut, CONN_QUEUE};
 use super::{aws_error_response, Body, Shared};
 use crate::sigv4;
+use ssm_fault::Side;
 
 /// Close code for a refused OpenDataChannel (the same code the simulator's service uses).
 pub const CLOSE_REFUSED: u16 = 4001;
@@ -105,6 +107,7 @@ pub(crate) async fn upgrade(
     // The websocket keeps the connection's slot under max_connections until it ends.
     let permit = req.extensions().get::<super::ConnPermit>().and_then(super::ConnPermit::take);
     let upgrade = hyper::upgrade::on(req);
+    let gate = pong_gate(&shared, &session_id);
     tokio::spawn(async move {
         let _permit = permit;
         match upgrade.await {
@@ -112,8 +115,8 @@ pub(crate) async fn upgrade(
                 let cfg = WebSocketConfig::default()
                     .max_message_size(Some(shared.cfg.max_frame_size))
                     .max_frame_size(Some(shared.cfg.max_frame_size));
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(cfg)).await;
+                let io = PongGate::new(TokioIo::new(upgraded), gate);
+                let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(cfg)).await;
                 connection(shared, ws, session_id, bearer).await;
             }
             Err(e) => tracing::info!("websocket upgrade failed: {e}"),
@@ -130,7 +133,18 @@ pub(crate) async fn upgrade(
     r
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// While the session's faults black-hole the link between the client and the service, the
+/// client's pings go unanswered, as in the simulator (PING-002).
+fn pong_gate(shared: &Shared, session_id: &str) -> Option<Gate> {
+    let (faults, clock) = shared.registry.faults(session_id)?;
+    Some(Arc::new(move || {
+        let ms = clock.now().as_millis();
+        let f = faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.is_black_holed(ms, Side::Client.inbound()) || f.is_black_holed(ms, Side::Agent.inbound())
+    }))
+}
+
+type Ws = WebSocketStream<PongGate<TokioIo<hyper::upgrade::Upgraded>>>;
 type Sink = futures_util::stream::SplitSink<Ws, Message>;
 /// A write in progress; it hands the sink back when done.
 type Write = std::pin::Pin<
@@ -388,6 +402,11 @@ async fn connection(shared: Arc<Shared>, mut ws: Ws, session_id: String, bearer:
                         }
                     }
                     Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Ping(p))) if p == crate::record::BARRIER => {
+                        if session.send(ToSession::Barrier { conn }).await.is_err() {
+                            break Some((1000, "the session ended".into()));
+                        }
+                    }
                     Some(Ok(_)) => {}
                 }
             }
