@@ -15,7 +15,9 @@ use crate::run_cmd::{load_inputs, RunCmdError};
 const MUTANTS_EXIT: &str = "Exit status:
   0  every mutant was caught by at least one scenario
   1  a mutant survived: the suite has a gap
-  2  usage error, or a malformed scenario, requirement or xfail file";
+  2  usage error, or a malformed scenario, requirement or xfail file
+  3  with --backend mock: a scenario's verdict over real sockets differed from the simulator's
+     (a bug in the harness; the scenarios are named on stderr)";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = MUTANTS_EXIT)]
@@ -61,6 +63,7 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let started = std::time::Instant::now();
     let mut scores = Vec::new();
+    let mut disagreed = 0usize;
     for m in mutants {
         let backend = crate::run_cmd::backend(&args.backend, args.time_scale);
         let opts = RunOptions {
@@ -112,6 +115,7 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
                 }
             };
             ssm_runner::run_all(&opts, &subset, &catalogue, &xfails, &mut sink);
+            disagreed += disagreements.len();
             for (id, why) in disagreements {
                 diag!("mutant:{}: {id}: {why}", m.name());
             }
@@ -146,6 +150,17 @@ pub fn run(args: &MutantsArgs, out: &mut Output) -> anyhow::Result<Status> {
         scenarios.len(),
         started.elapsed().as_secs_f64()
     ));
+    if disagreed > 0 {
+        text.push_str(&format!(
+            "{disagreed} scenario run(s) where the mock backend and the simulator disagree: a harness bug\n"
+        ));
+    }
     out.write(text.as_bytes())?;
-    Ok(if survived == 0 { Status::Success } else { Status::Violation })
+    Ok(if disagreed > 0 {
+        Status::Harness
+    } else if survived == 0 {
+        Status::Success
+    } else {
+        Status::Violation
+    })
 }
