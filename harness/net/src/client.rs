@@ -185,6 +185,9 @@ impl From<tokio_tungstenite::tungstenite::Error> for ConnectError {
 }
 
 /// Opens the websocket, signing the upgrade (at this instant) when `signing` is set.
+/// The most queued inputs a scenario run's client takes before it writes (see `run`).
+const MAX_BURST: usize = 1024;
+
 async fn connect(
     url: String,
     ca_pem: Option<Vec<u8>>,
@@ -278,6 +281,7 @@ pub async fn run(
     let mut terminating = false;
     let mut remote_exit = None;
     let mut barrier_due = false;
+    let mut burst_len = 0usize;
     let mut out = ClientOutcome {
         end: EndReason::Terminated,
         exit_code: 0,
@@ -287,9 +291,15 @@ pub async fn run(
         tokens: Vec::new(),
     };
     loop {
-        // Input that is already queued is taken as one burst before anything is written, as
-        // the simulator hands a step's messages to the machine at one instant.
-        let burst = input_open && pending.is_none() && !input.is_empty();
+        // In a scenario run, input that is already queued is taken as one burst before anything
+        // is written, as the simulator hands a step's messages to the machine at one instant
+        // (bounded, so that a step can never hold back the client's writes for long).
+        let burst = opts.barriers
+            && burst_len < MAX_BURST
+            && input_open
+            && pending.is_none()
+            && !input.is_empty();
+        burst_len = if burst { burst_len + 1 } else { 0 };
         // Transmits first, then events (house rule 2), until neither produces more: an event
         // handler (the shell's Size after SessionReady) may queue a transmit.
         let mut moved = !burst;
