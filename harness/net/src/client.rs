@@ -294,11 +294,8 @@ pub async fn run(
         // In a scenario run, input that is already queued is taken as one burst before anything
         // is written, as the simulator hands a step's messages to the machine at one instant
         // (bounded, so that a step can never hold back the client's writes for long).
-        let burst = opts.barriers
-            && burst_len < MAX_BURST
-            && input_open
-            && pending.is_none()
-            && !input.is_empty();
+        let burst =
+            opts.barriers && burst_len < MAX_BURST && input_open && pending.is_none() && !input.is_empty();
         burst_len = if burst { burst_len + 1 } else { 0 };
         // Transmits first, then events (house rule 2), until neither produces more: an event
         // handler (the shell's Size after SessionReady) may queue a transmit.
