@@ -63,9 +63,10 @@ pub struct ClientOptions {
     /// SigV4-sign every websocket upgrade (the first and each one after ResumeSession) for
     /// `ssmmessages`, as newer session-manager-plugin releases do; unsigned when `None`.
     pub sign_upgrade: Option<UpgradeSigning>,
-    /// After handling each frame, send a [`crate::record::BARRIER`] ping (scenario runs over
-    /// the mock, which waits for it before the next frame).
-    pub barriers: bool,
+    /// A scenario run over the mock: after handling each frame the client sends a
+    /// [`crate::record::BARRIER`] ping (the mock waits for it before the next frame), and it
+    /// takes queued input as one burst, as the simulator hands a step over.
+    pub scenario_run: bool,
 }
 
 impl ClientOptions {
@@ -83,7 +84,7 @@ impl ClientOptions {
             first_connect_delay: Duration::ZERO,
             kms: None,
             sign_upgrade: None,
-            barriers: false,
+            scenario_run: false,
         }
     }
 }
@@ -294,8 +295,11 @@ pub async fn run(
         // In a scenario run, input that is already queued is taken as one burst before anything
         // is written, as the simulator hands a step's messages to the machine at one instant
         // (bounded, so that a step can never hold back the client's writes for long).
-        let burst =
-            opts.barriers && burst_len < MAX_BURST && input_open && pending.is_none() && !input.is_empty();
+        let burst = opts.scenario_run
+            && burst_len < MAX_BURST
+            && input_open
+            && pending.is_none()
+            && !input.is_empty();
         burst_len = if burst { burst_len + 1 } else { 0 };
         // Transmits first, then events (house rule 2), until neither produces more: an event
         // handler (the shell's Size after SessionReady) may queue a transmit.
@@ -534,7 +538,7 @@ pub async fn run(
                             r.record_at(t, What::Delivered { to: Role::Client, bytes: b.to_vec(), summary, fault });
                         }
                         stamp.store(t.as_nanos(), Ordering::Relaxed);
-                        barrier_due = opts.barriers;
+                        barrier_due = opts.scenario_run;
                         m.handle_binary(t, &b)
                     }
                     Some(Ok(Message::Text(s))) => m.handle_text(t, s.as_bytes()),

@@ -241,7 +241,7 @@ async fn run_async(input: &NetInput<'_>) -> NetOutput {
     let mut opts = ClientOptions::new(session, input.client.clone(), input.seed ^ 0x636c_6965_6e74);
     opts.clock = Some(clock);
     opts.recorder = Some(rec.clone());
-    opts.barriers = true;
+    opts.scenario_run = true;
     opts.eof_grace = Duration::from_secs(3600);
     opts.first_connect_delay = Duration::from_millis(sc.service.client_first_connect_delay_ms);
     opts.kms = sc.kms_encryption.then(ssm_channel::kms::Kms::harness);

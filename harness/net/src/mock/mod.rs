@@ -407,11 +407,15 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
     }
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let op = Operation::from_target(target)?;
+    let call = match op {
+        Operation::StartSession => Call::Start(StartSession::parse(&body)?),
+        Operation::ResumeSession => Call::Resume(SessionRef::parse(&body)?),
+        Operation::TerminateSession => Call::Terminate(SessionRef::parse(&body)?),
+        Operation::DescribeSessions => Call::Describe(DescribeSessions::parse(&body)?),
+    };
     // A resume is in flight from the moment its request arrives until it is answered.
-    let _resuming = match op {
-        Operation::ResumeSession => {
-            SessionRef::parse(&body).ok().map(|r| shared.registry.resuming(&r.session_id))
-        }
+    let _resuming = match &call {
+        Call::Resume(r) => Some(shared.registry.resuming(&r.session_id)),
         _ => None,
     };
     if let Some(h) = shared.harness().filter(|_| op != Operation::StartSession) {
@@ -420,20 +424,26 @@ async fn api_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Respon
         tokio::time::sleep(h.clock.to_real(shared.cfg.link.latency * 2)).await;
     }
     tracing::info!(op = op.name(), "API call");
-    match op {
-        Operation::StartSession => start_session(shared, StartSession::parse(&body)?, &parts.headers),
-        Operation::ResumeSession => {
-            let req = SessionRef::parse(&body)?;
+    match call {
+        Call::Start(req) => start_session(shared, req, &parts.headers),
+        Call::Resume(req) => {
             let extra = api_fault(shared, &req.session_id, ssm_fault::ApiOp::ResumeSession).await?;
             resume_session(shared, &req, extra)
         }
-        Operation::TerminateSession => {
-            let req = SessionRef::parse(&body)?;
+        Call::Terminate(req) => {
             api_fault(shared, &req.session_id, ssm_fault::ApiOp::TerminateSession).await?;
             terminate_session(shared, &req)
         }
-        Operation::DescribeSessions => describe_sessions(shared, &DescribeSessions::parse(&body)?),
+        Call::Describe(req) => describe_sessions(shared, &req),
     }
+}
+
+/// An API request, parsed.
+enum Call {
+    Start(StartSession),
+    Resume(SessionRef),
+    Terminate(SessionRef),
+    Describe(DescribeSessions),
 }
 
 fn caller(headers: &http::HeaderMap) -> String {

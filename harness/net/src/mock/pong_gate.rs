@@ -140,7 +140,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PongGate<S> {
         }
         match Pin::new(&mut this.inner).poll_write(cx, run_bytes) {
             Poll::Ready(Ok(n)) => {
-                if let Some(written) = run_bytes.get(..n) {
+                if n == run {
+                    this.frames = probe;
+                } else if let Some(written) = run_bytes.get(..n) {
                     this.frames.consume(written);
                 }
                 Poll::Ready(Ok(n))

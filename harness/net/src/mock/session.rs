@@ -191,9 +191,10 @@ pub(crate) struct Session {
     /// When the client's connection last took a frame while frames were held back.
     backlog_moved: std::time::Instant,
     stall_timeout: Duration,
-    /// Scenario runs: one frame at a time to the client, the next once it has handled the
-    /// last (see [`crate::record::BARRIER`]).
-    lockstep: bool,
+    /// A scenario run (it has a recorder): one frame at a time to the client, the next once it
+    /// has handled the last (see [`crate::record::BARRIER`]); a client told channel_closed is
+    /// left to the checks; no stall-check timer on virtual time.
+    scenario_run: bool,
     awaiting_barrier: bool,
     channel_closed_grace: Duration,
     /// When the client's websocket is closed if the client, told channel_closed, has not
@@ -290,7 +291,7 @@ impl Session {
             backlog_bytes: 0,
             backlog_moved: std::time::Instant::now(),
             stall_timeout: setup.stall_timeout,
-            lockstep: setup.recorder.is_some(),
+            scenario_run: setup.recorder.is_some(),
             awaiting_barrier: false,
             channel_closed_grace: setup.channel_closed_grace,
             close_client_at: None,
@@ -415,7 +416,7 @@ impl Session {
         add(self.agent.poll_timeout().map(|x| self.clock.instant(x)));
         // A scenario run (virtual time) leaves stalls to the world's deadlines: a check timer
         // there would let the paused clock jump whenever a frame waits for the client.
-        if !self.backlog.is_empty() && !self.lockstep {
+        if !self.backlog.is_empty() && !self.scenario_run {
             add(Some(Instant::now() + STALL_CHECK));
         }
         add(self.close_client_at);
@@ -619,8 +620,10 @@ impl Session {
             return Err(f);
         }
         let ToClient { bytes, fault, then_reset } = f;
-        let is_channel_closed =
-            ssm_wire::decode(&bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
+        // Only a terminated session of a real client waits for channel_closed to go out.
+        let watch_close = self.terminated && !self.scenario_run && !then_reset;
+        let is_channel_closed = watch_close
+            && ssm_wire::decode(&bytes).is_ok_and(|w| w.message_type == MessageType::ChannelClosed);
         // The client records the delivery when its machine reads the frame.
         if let Some(r) = &self.rec {
             r.sent_to_client(&bytes, fault.clone());
@@ -629,10 +632,10 @@ impl Session {
         {
             return Err(ToClient { bytes, fault, then_reset });
         }
-        self.awaiting_barrier = self.lockstep;
+        self.awaiting_barrier = self.scenario_run;
         if then_reset {
             self.close_side(Role::Client, None, RESET_AFTER_DELIVERY);
-        } else if is_channel_closed && self.terminated && !self.lockstep {
+        } else if is_channel_closed {
             // channel_closed is out: the client should now end and close its websocket
             // (TERM-001); one that does not is closed after a grace period. A scenario run
             // leaves it open, as the simulator does, and its checks judge the client.
